@@ -1,0 +1,119 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// kiosk-agent: an edge agent for credit-at-checkout kiosks (see README.md).
+let package = Package(
+    name: "kiosk-agent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kiosk-agent", targets: ["kiosk-agent"]),
+        .executable(name: "kioskctl", targets: ["kioskctl"]),
+        .executable(name: "kiosk-central", targets: ["kiosk-central"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.30.0"),
+    ],
+    targets: [
+        // MARK: C system libraries and shims
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibUSB",
+            pkgConfig: "libusb-1.0",
+            providers: [.apt(["libusb-1.0-0-dev"])]
+        ),
+        .systemLibrary(
+            name: "CV4L2",
+            pkgConfig: "libv4l2",
+            providers: [.apt(["libv4l-dev"])]
+        ),
+        .target(
+            name: "CKioskShims",
+            dependencies: ["CCurl", "CLibUSB", "CV4L2"]
+        ),
+
+        // MARK: Domain and storage (no device I/O)
+        .target(
+            name: "KioskCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Outbox",
+            dependencies: [
+                "KioskCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Sync",
+            dependencies: [
+                "KioskCore", "Outbox", "CCurl", "CKioskShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: Daemon, CLI, reference central
+        .target(
+            name: "KioskAgent",
+            dependencies: [
+                "KioskCore", "Outbox", "Sync",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "kiosk-agent", dependencies: ["KioskAgent"]),
+        .executableTarget(
+            name: "kioskctl",
+            dependencies: [
+                "KioskCore", "Outbox", "KioskAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "KioskCentral",
+            dependencies: [
+                "KioskCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .executableTarget(
+            name: "kiosk-central",
+            dependencies: [
+                "KioskCentral",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: Test VM self-checks (run inside the qemu test VM against the kernel's drivers)
+        .executableTarget(name: "vm-selfcheck", dependencies: ["CLibUSB", "CV4L2", "CKioskShims"]),
+
+        // MARK: Tests
+        .testTarget(name: "KioskCoreTests", dependencies: ["KioskCore"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "KioskCore"]),
+        .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
+        .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
+        .testTarget(name: "KioskCentralTests", dependencies: ["KioskCentral", "KioskCore"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "Outbox"]),
+    ]
+)

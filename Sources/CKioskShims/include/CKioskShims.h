@@ -1,0 +1,7 @@
+/// CKioskShims: typed, non-variadic wrappers for the C APIs Swift cannot call directly
+/// (variadic functions and function-like macros). One header per library.
+#ifndef CKIOSKSHIMS_H
+#define CKIOSKSHIMS_H
+#include "ka_curl.h"
+#include "ka_sys.h"
+#endif
