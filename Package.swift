@@ -51,7 +51,6 @@ let package = Package(
         .target(
             name: "Outbox",
             dependencies: [
-                "KioskCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -110,7 +109,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "KioskCoreTests", dependencies: ["KioskCore"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "KioskCore"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
         .testTarget(name: "KioskCentralTests", dependencies: ["KioskCentral", "KioskCore"]),
