@@ -4,7 +4,7 @@ import PackageDescription
 /// kiosk-agent: an edge agent for credit-at-checkout kiosks (see README.md).
 let package = Package(
     name: "kiosk-agent",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "kiosk-agent", targets: ["kiosk-agent"]),
         .executable(name: "kioskctl", targets: ["kioskctl"]),
@@ -113,6 +113,6 @@ let package = Package(
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
         .testTarget(name: "KioskCentralTests", dependencies: ["KioskCentral", "KioskCore"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "Outbox"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]
 )

@@ -1,0 +1,41 @@
+# kiosk-agent — the two commands a newcomer runs: `make demo` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+BIN_DEBUG := .build/debug
+BIN_RELEASE := .build/release
+
+.PHONY: all deps build build-release test test-unit test-e2e demo bench clean help
+all: build
+
+help:
+	@echo "make demo   - install deps if missing, build, run a whole store-and-forward demo on loopback"
+	@echo "make test   - install deps if missing, build, run every test (unit, end-to-end, test VM)"
+	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
+	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
+
+deps:
+	@Provisioning/deps.sh
+
+build: deps
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+build-release: deps
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
+
+# Unit and end-to-end tests in one SwiftPM run (the e2e tests spawn the built binaries).
+test-unit: deps
+	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
+	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
+
+test: deps test-unit
+	@echo "make test: all suites passed"
+
+demo: deps build
+	@Provisioning/demo.sh $(BIN_DEBUG)
+
+bench: deps build-release
+	@Provisioning/bench.sh $(BIN_RELEASE)
+
+clean:
+	rm -rf .build .cache

@@ -1,0 +1,285 @@
+import Foundation
+import KioskCore
+import Outbox
+import Sync
+
+/// The agent's configuration, read from a TOML file with environment overrides.
+public struct AgentConfig: Sendable, Equatable {
+    /// This kiosk's id (the CN of its client certificate).
+    public var deviceID = "kiosk-dev-0001"
+    /// The merchant the kiosk is installed at.
+    public var merchantID = "merchant-dev"
+    /// Where the agent keeps its database and keys.
+    public var stateDirectory = "/var/lib/kiosk-agent"
+    /// Log level: trace, debug, info, notice, warning, error, critical.
+    public var logLevel = "info"
+
+    /// Outbox capacity.
+    public var outboxLimits = OutboxLimits()
+    /// How long synced rows are kept, in hours.
+    public var retentionSyncedHours = 72
+
+    /// Central's base URL; empty disables sync.
+    public var centralURL = ""
+    /// CA bundle for central's certificate.
+    public var caFile: String?
+    /// The device certificate (PEM).
+    public var certFile: String?
+    /// The device key (PEM); must not be world-readable.
+    public var keyFile: String?
+    /// Optional public-key pin (`sha256//…`).
+    public var pinnedPublicKey: String?
+    /// Optional proxy URL.
+    public var proxy: String?
+    /// Connect timeout.
+    public var connectTimeoutMillis = 5_000
+    /// Whole-request timeout.
+    public var totalTimeoutMillis = 15_000
+    /// Applications per batch.
+    public var batchSize = 200
+    /// First backoff step.
+    public var backoffBaseMillis = 500
+    /// Backoff cap.
+    public var backoffCapMillis = 300_000
+    /// Largest Retry-After obeyed.
+    public var retryAfterCapSeconds = 900
+    /// Idle poll (and heartbeat) of the sync loop.
+    public var idlePollMillis = 5_000
+
+    /// Path of the control socket.
+    public var controlSocket = "/run/kiosk-agent/control.sock"
+    /// Group allowed to use the control socket (mode 0660); empty keeps the process's group.
+    public var controlGroup = ""
+    /// Whether the control socket accepts `submit` (test and demo feeds; off in production).
+    public var allowSubmit = false
+
+    /// The defaults.
+    public init() {}
+
+    /// The outbox database path.
+    public var databasePath: String { (stateDirectory as NSString).appendingPathComponent("outbox.sqlite") }
+
+    /// The sync engine's configuration.
+    public var syncConfiguration: SyncConfiguration {
+        var http = HTTPClientConfiguration(caFile: caFile, certFile: certFile, keyFile: keyFile,
+                                           pinnedPublicKey: pinnedPublicKey, proxy: proxy,
+                                           connectTimeoutMillis: connectTimeoutMillis, totalTimeoutMillis: totalTimeoutMillis)
+        http.maxResponseBytes = 16 << 20
+        var c = SyncConfiguration(centralURL: centralURL, deviceID: deviceID, http: http)
+        c.batchSize = batchSize
+        c.backoff = Backoff(base: .milliseconds(backoffBaseMillis), cap: .milliseconds(backoffCapMillis),
+                            retryAfterCap: .seconds(retryAfterCapSeconds))
+        c.idlePoll = .milliseconds(idlePollMillis)
+        return c
+    }
+}
+
+/// The config could not be used; says which key, where, and why.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The file (or "environment").
+    public var source: String
+    /// The line, when known.
+    public var line: Int?
+    /// The key, when known (`table.key`).
+    public var key: String?
+    /// What is wrong.
+    public var message: String
+
+    /// Creates the error.
+    public init(source: String, line: Int? = nil, key: String? = nil, message: String) {
+        self.source = source
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    /// `file:line: key: message`.
+    public var description: String {
+        var s = source
+        if let line { s += ":\(line)" }
+        if let key { s += ": \(key)" }
+        return s + ": " + message
+    }
+}
+
+extension AgentConfig {
+    private enum Kind: Sendable { case string, optionalString, int, bool }
+    private struct Field: Sendable {
+        let kind: Kind
+        let apply: @Sendable (inout AgentConfig, TOMLValue) throws -> Void
+    }
+
+    private static func str(_ kp: WritableKeyPath<AgentConfig, String> & Sendable) -> Field {
+        Field(kind: .string) { c, v in
+            guard case let .string(s) = v else { throw Mismatch(expected: "string", got: v.typeName) }
+            c[keyPath: kp] = s
+        }
+    }
+    private static func optStr(_ kp: WritableKeyPath<AgentConfig, String?> & Sendable) -> Field {
+        Field(kind: .optionalString) { c, v in
+            guard case let .string(s) = v else { throw Mismatch(expected: "string", got: v.typeName) }
+            c[keyPath: kp] = s.isEmpty ? nil : s
+        }
+    }
+    private static func int(_ kp: WritableKeyPath<AgentConfig, Int> & Sendable, _ range: ClosedRange<Int>) -> Field {
+        Field(kind: .int) { c, v in
+            guard case let .integer(i) = v else { throw Mismatch(expected: "integer", got: v.typeName) }
+            guard range.contains(Int(i)) else { throw OutOfRange(value: Int(i), range: range) }
+            c[keyPath: kp] = Int(i)
+        }
+    }
+    private static func int64(_ kp: WritableKeyPath<AgentConfig, Int64> & Sendable, _ range: ClosedRange<Int64>) -> Field {
+        Field(kind: .int) { c, v in
+            guard case let .integer(i) = v else { throw Mismatch(expected: "integer", got: v.typeName) }
+            guard range.contains(i) else { throw OutOfRange(value: Int(i), range: Int(range.lowerBound)...Int(range.upperBound)) }
+            c[keyPath: kp] = i
+        }
+    }
+    private static func bool(_ kp: WritableKeyPath<AgentConfig, Bool> & Sendable) -> Field {
+        Field(kind: .bool) { c, v in
+            guard case let .boolean(b) = v else { throw Mismatch(expected: "boolean (true or false)", got: v.typeName) }
+            c[keyPath: kp] = b
+        }
+    }
+    private struct Mismatch: Error { let expected: String; let got: String }
+    private struct OutOfRange: Error { let value: Int; let range: ClosedRange<Int> }
+
+    private static let fields: [String: Field] = [
+        "agent.device_id": str(\.deviceID),
+        "agent.merchant_id": str(\.merchantID),
+        "agent.state_dir": str(\.stateDirectory),
+        "agent.log_level": str(\.logLevel),
+        "outbox.max_rows": int(\.outboxLimits.maxRows, 1...100_000_000),
+        "outbox.max_bytes": int64(\.outboxLimits.maxBytes, 1024...(1 << 40)),
+        "outbox.min_free_disk_bytes": int64(\.outboxLimits.minFreeDiskBytes, 0...(1 << 40)),
+        "outbox.retention_synced_hours": int(\.retentionSyncedHours, 0...100_000),
+        "sync.url": str(\.centralURL),
+        "sync.ca_file": optStr(\.caFile),
+        "sync.cert_file": optStr(\.certFile),
+        "sync.key_file": optStr(\.keyFile),
+        "sync.pinned_public_key": optStr(\.pinnedPublicKey),
+        "sync.proxy": optStr(\.proxy),
+        "sync.connect_timeout_ms": int(\.connectTimeoutMillis, 100...600_000),
+        "sync.timeout_ms": int(\.totalTimeoutMillis, 100...600_000),
+        "sync.batch_size": int(\.batchSize, 1...1000),
+        "sync.backoff_base_ms": int(\.backoffBaseMillis, 1...600_000),
+        "sync.backoff_cap_ms": int(\.backoffCapMillis, 1...86_400_000),
+        "sync.retry_after_cap_s": int(\.retryAfterCapSeconds, 0...86_400),
+        "sync.idle_poll_ms": int(\.idlePollMillis, 10...600_000),
+        "control.socket": str(\.controlSocket),
+        "control.group": str(\.controlGroup),
+        "control.allow_submit": bool(\.allowSubmit),
+    ]
+
+    /// Every key the config understands, as `table.key`.
+    public static var knownKeys: [String] { fields.keys.sorted() }
+
+    /// Reads a config file (TOML), then applies `KIOSK_AGENT_<TABLE>_<KEY>` environment overrides.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AgentConfig {
+        var config = AgentConfig()
+        if let path {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ConfigError(source: path, message: "cannot read: \(error.localizedDescription)")
+            }
+            try config.apply(toml: text, source: path)
+        }
+        try config.apply(environment: environment)
+        try config.validate(source: path ?? "config")
+        return config
+    }
+
+    /// Applies a TOML document over the current values.
+    public mutating func apply(toml text: String, source: String) throws {
+        let entries: [String: TOMLEntry]
+        do {
+            entries = try TOMLParser.parse(text)
+        } catch let e as TOMLError {
+            throw ConfigError(source: source, line: e.line, message: e.message)
+        }
+        for (key, entry) in entries.sorted(by: { $0.value.line < $1.value.line }) {
+            guard let field = Self.fields[key] else {
+                throw ConfigError(source: source, line: entry.line, key: key,
+                                  message: "unknown key" + Self.suggestion(for: key))
+            }
+            try apply(field, entry.value, key: key, source: source, line: entry.line)
+        }
+    }
+
+    /// Applies `KIOSK_AGENT_<TABLE>_<KEY>=value` overrides (e.g. `KIOSK_AGENT_SYNC_URL`).
+    public mutating func apply(environment: [String: String]) throws {
+        let prefix = "KIOSK_AGENT_"
+        for (name, raw) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count).lowercased()
+            guard let key = Self.fields.keys.first(where: { $0.replacingOccurrences(of: ".", with: "_") == rest }),
+                  let field = Self.fields[key] else {
+                throw ConfigError(source: "environment", key: name, message: "unknown override")
+            }
+            let value: TOMLValue
+            switch field.kind {
+            case .string, .optionalString: value = .string(raw)
+            case .int:
+                guard let i = Int64(raw.replacingOccurrences(of: "_", with: "")) else {
+                    throw ConfigError(source: "environment", key: name, message: "expected an integer, got '\(raw)'")
+                }
+                value = .integer(i)
+            case .bool:
+                guard let b = ["true": true, "1": true, "yes": true, "false": false, "0": false, "no": false][raw.lowercased()] else {
+                    throw ConfigError(source: "environment", key: name, message: "expected true or false, got '\(raw)'")
+                }
+                value = .boolean(b)
+            }
+            try apply(field, value, key: name, source: "environment", line: nil)
+        }
+    }
+
+    private mutating func apply(_ field: Field, _ value: TOMLValue, key: String, source: String, line: Int?) throws {
+        do {
+            try field.apply(&self, value)
+        } catch let m as Mismatch {
+            throw ConfigError(source: source, line: line, key: key, message: "expected \(m.expected), got \(m.got)")
+        } catch let r as OutOfRange {
+            throw ConfigError(source: source, line: line, key: key,
+                              message: "\(r.value) is out of range \(r.range.lowerBound)…\(r.range.upperBound)")
+        }
+    }
+
+    /// Cross-field checks: log level, URL scheme, TLS files.
+    public func validate(source: String) throws {
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(logLevel) else {
+            throw ConfigError(source: source, key: "agent.log_level", message: "must be one of \(levels.joined(separator: ", "))")
+        }
+        guard ApplicationID.isValid(deviceID) else {
+            throw ConfigError(source: source, key: "agent.device_id", message: "must be 1–64 characters of [A-Za-z0-9._-]")
+        }
+        if !centralURL.isEmpty {
+            guard centralURL.hasPrefix("https://") else {
+                throw ConfigError(source: source, key: "sync.url", message: "must be an https:// URL (got \(centralURL))")
+            }
+            guard (certFile == nil) == (keyFile == nil) else {
+                throw ConfigError(source: source, key: "sync.cert_file", message: "cert_file and key_file go together")
+            }
+        }
+    }
+
+    private static func suggestion(for key: String) -> String {
+        let close = fields.keys.filter { levenshtein($0, key) <= 2 }.sorted()
+        return close.isEmpty ? "" : " (did you mean \(close.joined(separator: " or "))?)"
+    }
+
+    private static func levenshtein(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var prev = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var cur = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return prev[b.count]
+    }
+}

@@ -1,0 +1,338 @@
+import Foundation
+import KioskCore
+import Logging
+import Outbox
+import ServiceLifecycle
+import Synchronization
+import Sync
+
+/// The agent's version string.
+public let kioskAgentVersion = "0.1.0"
+
+/// Progress marks of the daemon's loops, read by the watchdog.
+public final class Heartbeat: Sendable {
+    private let last = Mutex(ContinuousClock.now)
+    /// Creates a heartbeat marked now.
+    public init() {}
+    /// Marks progress.
+    public func beat() { last.withLock { $0 = ContinuousClock.now } }
+    /// Time since the last mark.
+    public var age: Duration { ContinuousClock.now - last.withLock { $0 } }
+}
+
+/// Sends `WATCHDOG=1` only while the main loop's heartbeat is fresh.
+struct WatchdogService: Service {
+    let notifier: SystemdNotifier
+    let interval: Duration
+    let heartbeat: Heartbeat
+    let staleAfter: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await loop() }
+    }
+
+    func loop() async throws {
+        var warned = false
+        while !Task.isCancelled {
+            if heartbeat.age < staleAfter {
+                notifier.watchdog()
+                warned = false
+            } else if !warned {
+                logger.error("main loop made no progress; withholding the watchdog ping", metadata: ["age_ms": "\(heartbeat.age.milliseconds)"])
+                warned = true
+            }
+            try await Task.sleep(for: interval)
+        }
+    }
+}
+
+/// Sends `STOPPING=1` as soon as graceful shutdown begins.
+struct LifecycleNotifierService: Service {
+    let notifier: SystemdNotifier
+    let logger: Logger
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.notice("shutting down")
+        notifier.stopping()
+    }
+}
+
+/// Purges synced rows older than the retention period, hourly.
+struct RetentionService: Service {
+    let outbox: Outbox
+    let retention: TimeInterval
+    let executor: BlockingExecutor
+    let logger: Logger
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await loop() }
+    }
+
+    func loop() async throws {
+        while !Task.isCancelled {
+            let outbox = self.outbox
+            let cutoff = Date().addingTimeInterval(-retention)
+            let purged = await executor.run { Result { try outbox.purgeSynced(olderThan: cutoff) } }
+            switch purged {
+            case let .success(n) where n > 0: logger.info("purged synced applications", metadata: ["count": "\(n)"])
+            case let .failure(e): logger.error("retention purge failed", metadata: ["error": "\(e)"])
+            default: break
+            }
+            try await Task.sleep(for: .seconds(3600))
+        }
+    }
+}
+
+/// The running agent: outbox, sync loop, control socket and lifecycle, wired from a config.
+public final class AgentDaemon: Sendable {
+    /// The configuration it runs with.
+    public let config: AgentConfig
+    /// The durable outbox.
+    public let outbox: Outbox
+    /// The sync engine, when central is configured.
+    public let engine: SyncEngine?
+    private let doorbell = Doorbell()
+    private let writer = BlockingExecutor(label: "kiosk.outbox.writer")
+    private let heartbeat = Heartbeat()
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+    private let startedAt = Date()
+    private let lastEnqueueError = Mutex<String?>(nil)
+
+    /// Opens the state directory and the outbox (migrating it); devices are enumerated here later.
+    public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
+        self.config = config
+        self.logger = logger
+        self.notifier = notifier
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        if let key = config.keyFile {
+            try Self.refuseWorldReadable(key)
+        }
+        outbox = try Outbox(path: config.databasePath, limits: config.outboxLimits, logger: Logger(label: "kiosk.outbox"))
+        if let aside = outbox.setAsideDatabasePath {
+            logger.critical("the outbox database failed its integrity check and was set aside; running on a fresh one",
+                            metadata: ["set_aside": "\(aside)"])
+        }
+        engine = config.centralURL.isEmpty ? nil
+            : SyncEngine(outbox: outbox, configuration: config.syncConfiguration, logger: Logger(label: "kiosk.sync"))
+    }
+
+    static func refuseWorldReadable(_ path: String) throws {
+        guard let attrs = try? FileManager.default.attributesOfItem(atPath: path),
+              let mode = attrs[.posixPermissions] as? Int else {
+            throw ConfigError(source: path, key: "sync.key_file", message: "cannot read the device key")
+        }
+        if mode & 0o004 != 0 {
+            throw ConfigError(source: path, key: "sync.key_file", message: "the device key is world-readable (mode \(String(mode, radix: 8))); chmod 600 it")
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful, bounded) or a service fails.
+    public func run() async throws {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let notifier = self.notifier
+        let heartbeat = self.heartbeat
+        let logger = self.logger
+        if let engine {
+            services.append(.init(service: SyncService(engine: engine, outbox: outbox, doorbell: doorbell,
+                                                       idlePoll: config.syncConfiguration.idlePoll,
+                                                       logger: Logger(label: "kiosk.sync"),
+                                                       progress: { heartbeat.beat() })))
+        } else {
+            logger.warning("sync.url is empty: applications are queued but not sent")
+        }
+        let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),
+                                     onListening: { [outbox] in
+                                         let depth = (try? outbox.stats().pending) ?? 0
+                                         notifier.ready(status: "outbox open, \(depth) pending")
+                                         logger.notice("ready", metadata: ["pending": "\(depth)"])
+                                     },
+                                     handler: { [self] line in await self.handle(line) })
+        services.append(.init(service: control))
+        services.append(.init(service: RetentionService(outbox: outbox, retention: TimeInterval(config.retentionSyncedHours) * 3600,
+                                                        executor: writer, logger: logger)))
+        services.append(.init(service: LifecycleNotifierService(notifier: notifier, logger: logger)))
+        if let interval = SystemdNotifier.watchdogInterval() {
+            let stale = max(interval, config.syncConfiguration.idlePoll * 3)
+            services.append(.init(service: WatchdogService(notifier: notifier, interval: interval / 2, heartbeat: heartbeat,
+                                                           staleAfter: stale, logger: logger)))
+        }
+        var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .seconds(20)
+        groupConfig.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfig)
+        try await group.run()
+        try? outbox.checkpoint()
+        logger.notice("stopped")
+    }
+
+    /// Enqueues an application durably (fsync'd) and wakes the sync loop; returns its sequence.
+    public func submit(_ application: CreditApplication) async throws -> Int64 {
+        let payload = try application.canonicalPayload()
+        let outbox = self.outbox
+        let id = application.id
+        let result = await writer.run { Result { try outbox.enqueue(id: id, payload: payload) } }
+        switch result {
+        case let .success(seq):
+            lastEnqueueError.withLock { $0 = nil }
+            doorbell.ring()
+            return seq
+        case let .failure(error):
+            if case OutboxError.full = error { lastEnqueueError.withLock { $0 = "\(error)" } }
+            throw error
+        }
+    }
+
+    /// The status document served on the control socket.
+    public func statusDocument() -> [String: Any] {
+        var doc: [String: Any] = [
+            "device_id": config.deviceID,
+            "merchant_id": config.merchantID,
+            "version": kioskAgentVersion,
+            "pid": Int(getpid()),
+            "uptime_s": Int(Date().timeIntervalSince(startedAt)),
+            "database": ["path": config.databasePath, "set_aside": outbox.setAsideDatabasePath as Any? ?? NSNull()],
+        ]
+        var accepting = true
+        var reason: String? = lastEnqueueError.withLock { $0 }
+        if let stats = try? outbox.stats() {
+            let unsynced = stats.pending + stats.inFlight + stats.rejected
+            doc["queue"] = [
+                "pending": stats.pending, "in_flight": stats.inFlight, "synced": stats.synced, "rejected": stats.rejected,
+                "quarantined": stats.quarantined, "unsynced_bytes": stats.unsyncedBytes,
+                "oldest_pending_age_s": stats.oldestPendingCreatedAt.map { max(0, Date().timeIntervalSince($0)) } as Any? ?? NSNull(),
+            ]
+            if unsynced >= config.outboxLimits.maxRows {
+                reason = "outbox full: \(unsynced) unsynced applications (limit \(config.outboxLimits.maxRows))"
+            }
+        } else {
+            reason = "outbox unreadable"
+        }
+        if reason != nil { accepting = false }
+        doc["offers"] = ["accepting": accepting, "reason": reason as Any? ?? NSNull()]
+        if let engine {
+            let s = engine.status
+            let iso = ISO8601DateFormatter()
+            doc["sync"] = [
+                "central_url": config.centralURL,
+                "last_success_at": s.lastSuccessAt.map(iso.string(from:)) as Any? ?? NSNull(),
+                "last_attempt_at": s.lastAttemptAt.map(iso.string(from:)) as Any? ?? NSNull(),
+                "last_error": s.lastError as Any? ?? NSNull(),
+                "consecutive_failures": s.consecutiveFailures,
+                "next_attempt_at": s.nextAttemptAt.map(iso.string(from:)) as Any? ?? NSNull(),
+                "batches": s.batches, "accepted": s.accepted, "duplicates": s.duplicates, "rejected": s.rejected, "failures": s.failures,
+            ]
+        } else {
+            doc["sync"] = ["central_url": NSNull(), "enabled": false]
+        }
+        return doc
+    }
+
+    func handle(_ line: Data) async -> Data {
+        func reply(_ obj: [String: Any]) -> Data {
+            (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data("{\"ok\":false,\"error\":\"encoding failed\"}".utf8)
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: line) as? [String: Any], let cmd = obj["cmd"] as? String else {
+            return reply(["ok": false, "error": "expected a JSON object with a \"cmd\" field"])
+        }
+        switch cmd {
+        case "ping":
+            return reply(["ok": true, "pong": true])
+        case "status":
+            var doc = statusDocument()
+            doc["ok"] = true
+            return reply(doc)
+        case "submit":
+            guard config.allowSubmit else {
+                return reply(["ok": false, "error": "submit is disabled (control.allow_submit = false)"])
+            }
+            guard let appObj = obj["application"],
+                  let data = try? JSONSerialization.data(withJSONObject: appObj) else {
+                return reply(["ok": false, "error": "submit needs an \"application\" object"])
+            }
+            do {
+                let app = try CanonicalJSON.decode(CreditApplication.self, from: data)
+                let seq = try await submit(app)
+                return reply(["ok": true, "id": app.id, "sequence": seq])
+            } catch let v as PCIViolation {
+                logger.error("application refused by the PCI guard", metadata: ["violation": "\(v)"])
+                return reply(["ok": false, "error": v.description, "code": "pci_violation"])
+            } catch let e as DecodingError {
+                // Decoding errors can echo field values; report only the path.
+                return reply(["ok": false, "error": "application is not valid: \(Self.describe(e))", "code": "invalid"])
+            } catch let e as ApplicationValidationError {
+                return reply(["ok": false, "error": e.description, "code": "invalid"])
+            } catch let e as OutboxError {
+                if case .full = e {
+                    return reply(["ok": false, "error": e.description, "code": "outbox_full"])
+                }
+                if case .duplicateID = e {
+                    return reply(["ok": false, "error": e.description, "code": "duplicate"])
+                }
+                return reply(["ok": false, "error": e.description, "code": "storage"])
+            } catch {
+                return reply(["ok": false, "error": "\(error)", "code": "error"])
+            }
+        case "queue_list":
+            let states = (obj["states"] as? [String])?.compactMap(OutboxState.init(rawValue:))
+            let limit = obj["limit"] as? Int ?? 100
+            let outbox = self.outbox
+            let rows = await writer.run { Result { try outbox.list(states: states.map(Set.init), limit: limit) } }
+            switch rows {
+            case let .success(records): return reply(["ok": true, "items": records.map(Self.summary)])
+            case let .failure(e): return reply(["ok": false, "error": "\(e)"])
+            }
+        case "queue_show":
+            guard let id = obj["id"] as? String else { return reply(["ok": false, "error": "queue_show needs an id"]) }
+            let outbox = self.outbox
+            switch await writer.run({ Result { try outbox.record(id: id) } }) {
+            case let .success(record?):
+                var s = Self.summary(record)
+                s["payload"] = String(decoding: record.payload, as: UTF8.self)
+                return reply(["ok": true, "item": s])
+            case .success(nil): return reply(["ok": false, "error": "no application with id \(id)", "code": "not_found"])
+            case let .failure(e): return reply(["ok": false, "error": "\(e)"])
+            }
+        case "queue_retry":
+            guard let id = obj["id"] as? String else { return reply(["ok": false, "error": "queue_retry needs an id"]) }
+            let outbox = self.outbox
+            switch await writer.run({ Result { try outbox.retry(id: id) } }) {
+            case .success:
+                doorbell.ring()
+                return reply(["ok": true, "id": id])
+            case let .failure(e): return reply(["ok": false, "error": "\(e)"])
+            }
+        case "queue_purge_synced":
+            let outbox = self.outbox
+            let days = obj["older_than_s"] as? Double ?? 0
+            switch await writer.run({ Result { try outbox.purgeSynced(olderThan: Date().addingTimeInterval(-days)) } }) {
+            case let .success(n): return reply(["ok": true, "purged": n])
+            case let .failure(e): return reply(["ok": false, "error": "\(e)"])
+            }
+        default:
+            return reply(["ok": false, "error": "unknown command \(cmd)"])
+        }
+    }
+
+    static func summary(_ r: OutboxRecord) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        return [
+            "sequence": r.sequence, "id": r.id, "state": r.state.rawValue, "attempts": r.attempts,
+            "size": r.payload.count, "payload_sha256": r.payloadSHA256,
+            "created_at": iso.string(from: r.createdAt), "next_attempt_at": iso.string(from: r.nextAttemptAt),
+            "synced_at": r.syncedAt.map(iso.string(from:)) as Any? ?? NSNull(),
+            "last_error": r.lastError as Any? ?? NSNull(), "reject_reason": r.rejectReason as Any? ?? NSNull(),
+        ]
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        switch e {
+        case let .keyNotFound(key, ctx): return "missing field \((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))"
+        case let .typeMismatch(_, ctx), let .valueNotFound(_, ctx), let .dataCorrupted(ctx):
+            return "bad field \(ctx.codingPath.map(\.stringValue).joined(separator: "."))"
+        @unknown default: return "undecodable"
+        }
+    }
+}

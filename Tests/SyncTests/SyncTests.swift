@@ -1,0 +1,139 @@
+import Foundation
+import KioskCentral
+import KioskCore
+import Outbox
+import Testing
+@testable import Sync
+
+@Suite struct BackoffTests {
+    @Test func fullJitterStaysUnderTheExponentialCeilingAndTheCap() {
+        let b = Backoff(base: .milliseconds(100), cap: .seconds(5), retryAfterCap: .seconds(60))
+        var rng = SystemRandomNumberGenerator()
+        for failures in 1...40 {
+            let ceiling = min(5_000, 100 * (1 << min(failures - 1, 30)))
+            for _ in 0..<50 {
+                let d = b.delay(failures: failures, retryAfter: nil, using: &rng)
+                #expect(d >= .zero && d.milliseconds <= ceiling)
+            }
+        }
+    }
+
+    @Test func retryAfterIsAFloorButCapped() {
+        let b = Backoff(base: .milliseconds(1), cap: .milliseconds(2), retryAfterCap: .seconds(30))
+        var rng = SystemRandomNumberGenerator()
+        #expect(b.delay(failures: 1, retryAfter: .seconds(7), using: &rng) == .seconds(7))
+        #expect(b.delay(failures: 1, retryAfter: .seconds(3600), using: &rng) == .seconds(30))
+    }
+
+    @Test func parsesRetryAfter() {
+        #expect(Backoff.parseRetryAfter("120") == .seconds(120))
+        #expect(Backoff.parseRetryAfter("soon") == nil)
+        let now = Date(timeIntervalSince1970: 1_445_412_480)  // Wed, 21 Oct 2015 07:28:00 GMT
+        #expect(Backoff.parseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", now: now) == .seconds(30))
+    }
+}
+
+/// Sync against an in-process kiosk-central over real mTLS on loopback.
+@Suite(.serialized) struct MutualTLSTests {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    struct Env {
+        let dir: URL
+        let pki: URL
+        let central: CentralServer
+        let port: Int
+        func path(_ p: String) -> String { pki.appendingPathComponent(p).path }
+    }
+
+    static func makeEnv(faults: FaultConfiguration = .none) async throws -> Env {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kiosk-sync-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let pki = dir.appendingPathComponent("pki")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [repoRoot.appendingPathComponent("Provisioning/dev-pki.sh").path, pki.path, "kiosk-sync-0001"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let server = try CentralServer(configuration: CentralConfiguration(
+            certificatePath: pki.appendingPathComponent("server.pem").path,
+            privateKeyPath: pki.appendingPathComponent("server.key").path,
+            caPath: pki.appendingPathComponent("ca.pem").path,
+            databasePath: dir.appendingPathComponent("central.sqlite").path, faults: faults))
+        let port = try await server.start()
+        return Env(dir: dir, pki: pki, central: server, port: port)
+    }
+
+    static func engine(_ env: Env, cert: String?, key: String?, ca: String? = nil, outbox: Outbox) -> SyncEngine {
+        var c = SyncConfiguration(
+            centralURL: "https://localhost:\(env.port)", deviceID: "kiosk-sync-0001",
+            http: HTTPClientConfiguration(caFile: ca ?? env.path("ca.pem"), certFile: cert.map(env.path), keyFile: key.map(env.path)))
+        c.backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(5))
+        return SyncEngine(outbox: outbox, configuration: c)
+    }
+
+    static func fill(_ outbox: Outbox, _ n: Int) throws -> [String] {
+        try (0..<n).map { _ in
+            let app = CreditApplication.sample(deviceID: "kiosk-sync-0001")
+            _ = try outbox.enqueue(id: app.id, payload: try app.canonicalPayload())
+            return app.id
+        }
+    }
+
+    @Test func deviceCertificateSyncsAndReusesTheConnection() async throws {
+        let env = try await Self.makeEnv()
+        let outbox = try Outbox(path: env.dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
+        let ids = try Self.fill(outbox, 25)
+        var c = SyncConfiguration(
+            centralURL: "https://localhost:\(env.port)", deviceID: "kiosk-sync-0001",
+            http: HTTPClientConfiguration(caFile: env.path("ca.pem"), certFile: env.path("devices/kiosk-sync-0001.pem"),
+                                          keyFile: env.path("devices/kiosk-sync-0001.key")))
+        c.batchSize = 10
+        let engine = SyncEngine(outbox: outbox, configuration: c)
+        #expect(engine.syncOnce() == .delivered(10))
+        #expect(engine.syncOnce() == .delivered(10))
+        #expect(engine.syncOnce() == .delivered(5))
+        #expect(engine.syncOnce() == .idle)
+        let stored = try await env.central.store.all().map(\.id)
+        #expect(stored == ids)
+        #expect(try outbox.stats().synced == 25)
+        // The same rows sent again (as after a crash before markSynced) come back as duplicates.
+        let client = try CurlHTTPClient(configuration: c.http)
+        let rows = try outbox.list(states: [.synced], limit: 3)
+        let body = try JSONEncoder().encode(BatchRequest(deviceID: "kiosk-sync-0001", sentAt: "2026-11-23T00:00:00Z", items: rows.map {
+            BatchRequest.Item(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256, payload: String(decoding: $0.payload, as: UTF8.self))
+        }))
+        let r1 = try client.perform(method: "POST", url: c.centralURL + "/v1/applications/batch", headers: ["Content-Type: application/json"], body: body)
+        let r2 = try client.perform(method: "GET", url: c.centralURL + "/healthz")
+        #expect(r1.status == 200 && r2.status == 200)
+        #expect(r1.newConnections == 1 && r2.newConnections == 0, "the second request should reuse the connection")
+        let decoded = try JSONDecoder().decode(BatchResponse.self, from: r1.body)
+        #expect(decoded.results.map(\.status) == [.duplicate, .duplicate, .duplicate])
+        try await env.central.stop()
+    }
+
+    @Test func noCertificateOrAnotherCAIsRefused() async throws {
+        let env = try await Self.makeEnv()
+        let outbox = try Outbox(path: env.dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
+        _ = try Self.fill(outbox, 3)
+        for (cert, key) in [(nil, nil), ("devices/rogue.pem", "devices/rogue.key")] as [(String?, String?)] {
+            let engine = Self.engine(env, cert: cert, key: key, outbox: outbox)
+            guard case .failed = engine.syncOnce(ignoreBackoff: true) else {
+                Issue.record("sync without a valid client certificate succeeded (cert: \(cert ?? "none"))")
+                continue
+            }
+            #expect(engine.status.lastError?.contains("curl: (") == true)
+        }
+        // A server certificate not signed by the configured CA is refused by the agent.
+        let engine = Self.engine(env, cert: "devices/kiosk-sync-0001.pem", key: "devices/kiosk-sync-0001.key",
+                                 ca: env.path("other-ca.pem"), outbox: outbox)
+        guard case .failed = engine.syncOnce(ignoreBackoff: true) else {
+            Issue.record("the agent accepted a server certificate from an unknown CA")
+            return
+        }
+        #expect(try await env.central.store.count() == 0)
+        #expect(try outbox.stats().pending == 3)
+        try await env.central.stop()
+    }
+}
