@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync",
+                "KioskCore", "Outbox", "Sync", "CKioskShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -139,6 +139,7 @@ public final class AgentDaemon: Sendable {
                                                        idlePoll: config.syncConfiguration.idlePoll,
                                                        logger: Logger(label: "kiosk.sync"),
                                                        progress: { heartbeat.beat() })))
+            services.append(.init(service: NetworkMonitorService(doorbell: doorbell, logger: Logger(label: "kiosk.net"))))
         } else {
             logger.warning("sync.url is empty: applications are queued but not sent")
         }
