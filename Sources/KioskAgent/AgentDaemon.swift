@@ -83,6 +83,22 @@ struct RetentionService: Service {
     }
 }
 
+/// Logs the queue and sync status periodically, so the journal alone tells the story.
+struct StatusLogService: Service {
+    let interval: Duration
+    let logger: Logger
+    let snapshot: @Sendable () -> Logger.Metadata
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: interval)
+                logger.info("status", metadata: snapshot())
+            }
+        }
+    }
+}
+
 /// The running agent: outbox, sync loop, control socket and lifecycle, wired from a config.
 public final class AgentDaemon: Sendable {
     /// The configuration it runs with.
@@ -154,6 +170,7 @@ public final class AgentDaemon: Sendable {
         services.append(.init(service: RetentionService(outbox: outbox, retention: TimeInterval(config.retentionSyncedHours) * 3600,
                                                         executor: writer, logger: logger)))
         services.append(.init(service: LifecycleNotifierService(notifier: notifier, logger: logger)))
+        services.append(.init(service: StatusLogService(interval: .seconds(300), logger: logger) { [self] in self.statusMetadata() }))
         if let interval = SystemdNotifier.watchdogInterval() {
             let stale = max(interval, config.syncConfiguration.idlePoll * 3)
             services.append(.init(service: WatchdogService(notifier: notifier, interval: interval / 2, heartbeat: heartbeat,
@@ -228,6 +245,23 @@ public final class AgentDaemon: Sendable {
             doc["sync"] = ["central_url": NSNull(), "enabled": false]
         }
         return doc
+    }
+
+    /// The status as log metadata (one journal line).
+    func statusMetadata() -> Logger.Metadata {
+        var m: Logger.Metadata = [:]
+        if let s = try? outbox.stats() {
+            m["pending"] = "\(s.pending)"
+            m["rejected"] = "\(s.rejected)"
+            m["quarantined"] = "\(s.quarantined)"
+            m["oldest_pending_s"] = "\(s.oldestPendingCreatedAt.map { Int(Date().timeIntervalSince($0)) } ?? 0)"
+        }
+        if let st = engine?.status {
+            m["last_success"] = "\(st.lastSuccessAt.map { ISO8601DateFormatter().string(from: $0) } ?? "never")"
+            m["last_error"] = "\(st.lastError ?? "none")"
+            m["consecutive_failures"] = "\(st.consecutiveFailures)"
+        }
+        return m
     }
 
     func handle(_ line: Data) async -> Data {

@@ -129,6 +129,10 @@ public final class SyncEngine: Sendable {
         do {
             let response = try post(batch: batch, now: now)
             try apply(response, to: batch, now: now)
+            let previousFailures = state.withLock { $0.status.consecutiveFailures }
+            if previousFailures > 0 {
+                logger.notice("sync recovered", metadata: ["after_failures": "\(previousFailures)"])
+            }
             state.withLock {
                 $0.status.lastSuccessAt = Date()
                 $0.status.lastError = nil
