@@ -104,6 +104,15 @@ let package = Package(
             ]
         ),
 
+        // MARK: Benchmarks (make bench)
+        .executableTarget(
+            name: "kiosk-bench",
+            dependencies: [
+                "KioskCore", "Outbox", "KioskAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
         // MARK: Test VM self-checks (run inside the qemu test VM against the kernel's drivers)
         .executableTarget(name: "vm-selfcheck", dependencies: ["CLibUSB", "CV4L2", "CKioskShims"]),
 
