@@ -116,7 +116,10 @@ let package = Package(
         .testTarget(name: "OutboxTests", dependencies: ["Outbox"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
-        .testTarget(name: "KioskCentralTests", dependencies: ["KioskCentral", "KioskCore"]),
+        .testTarget(
+            name: "KioskCentralTests",
+            dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "Outbox"]),
     ]
 )
