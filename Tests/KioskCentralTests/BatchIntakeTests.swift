@@ -338,6 +338,22 @@ struct BatchIntakeTests {
         #expect(!FileManager.default.fileExists(atPath: path))
     }
 
+    @Test("stop() lets an in-flight request finish, answered with Connection: close")
+    func stopDuringRequest() async throws {
+        // A slow fault keeps the request in flight while stop() runs.
+        let faults = FaultConfiguration(rate: 1, kinds: [.slow], seed: 3, slowDelay: .milliseconds(1_500))
+        try await withServer(faults: faults) { server, curl in
+            let body = try batchBody([item("inflight-1")])
+            async let inFlight = curl.perform(.post("/v1/applications/batch", body))
+            try await Task.sleep(for: .milliseconds(700))
+            await server.stop()
+            let result = try await inFlight
+            #expect(result.status == 200, "\(result.stderr)")
+            #expect(result.headers["connection"] == "close")
+            #expect(try await server.store.application(id: "inflight-1") != nil)
+        }
+    }
+
     @Test("stop() is graceful and idempotent; start() twice is refused")
     func lifecycle() async throws {
         try await withServer { server, curl in
