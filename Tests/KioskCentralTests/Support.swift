@@ -249,6 +249,7 @@ func withServer<T>(
 ) async throws -> T {
     let pki = try await TestPKI.shared()
     let directory = try makeTemporaryDirectory("kiosk-central-db")
+    defer { try? FileManager.default.removeItem(at: directory) }
     let configuration = CentralConfiguration(
         host: "127.0.0.1",
         port: 0,
