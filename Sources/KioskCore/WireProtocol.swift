@@ -1,79 +1,116 @@
 import Foundation
 
-/// The body of `POST /v1/applications/batch`: the contract of Sources/KioskCentral/openapi.yaml,
-/// shared by the agent (Sync) and the reference receiver (KioskCentral).
+// The batch contract of Sources/KioskCentral/openapi.yaml, shared by the agent (Sync) and
+// the reference receiver (KioskCentral).
+
+/// The body of `POST /v1/applications/batch`.
 public struct BatchRequest: Codable, Sendable, Equatable {
-    /// The sending device.
+    /// The sending kiosk; must equal the client certificate's subject CN.
     public var deviceID: String
-    /// When the batch was sent (device wall clock, RFC 3339).
+    /// When the kiosk sent the batch (RFC 3339 date-time, e.g. `2026-11-23T10:00:00Z`).
     public var sentAt: String
-    /// The applications, in outbox sequence order.
-    public var items: [Item]
-
-    /// One application in a batch.
-    public struct Item: Codable, Sendable, Equatable {
-        /// The application id: the idempotency key.
-        public var id: String
-        /// The outbox sequence number.
-        public var sequence: Int64
-        /// SHA-256 (lowercase hex) of the payload's bytes.
-        public var payloadSHA256: String
-        /// The application's canonical JSON, exact bytes as a string.
-        public var payload: String
-
-        /// Creates an item.
-        public init(id: String, sequence: Int64, payloadSHA256: String, payload: String) {
-            self.id = id
-            self.sequence = sequence
-            self.payloadSHA256 = payloadSHA256
-            self.payload = payload
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case id, sequence, payloadSHA256 = "payload_sha256", payload
-        }
-    }
+    /// The applications, at most 1,000.
+    public var items: [BatchItem]
 
     /// Creates a batch request.
-    public init(deviceID: String, sentAt: String, items: [Item]) {
+    public init(deviceID: String, sentAt: String, items: [BatchItem]) {
         self.deviceID = deviceID
         self.sentAt = sentAt
         self.items = items
     }
 
     enum CodingKeys: String, CodingKey {
-        case deviceID = "device_id", sentAt = "sent_at", items
+        case deviceID = "device_id"
+        case sentAt = "sent_at"
+        case items
     }
 }
 
-/// The 200 response to a batch: one result per item, in the same order.
+/// One application inside a ``BatchRequest``.
+public struct BatchItem: Codable, Sendable, Equatable {
+    /// The application id, 1…64 characters of `[A-Za-z0-9._-]`; equals the payload's `"id"`.
+    public var id: String
+    /// The kiosk's local sequence number of the application.
+    public var sequence: Int64
+    /// SHA-256 of the payload's UTF-8 bytes, 64 lowercase hex digits.
+    public var payloadSHA256: String
+    /// The application's canonical JSON, byte for byte.
+    public var payload: String
+
+    /// Creates an item.
+    public init(id: String, sequence: Int64, payloadSHA256: String, payload: String) {
+        self.id = id
+        self.sequence = sequence
+        self.payloadSHA256 = payloadSHA256
+        self.payload = payload
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case sequence
+        case payloadSHA256 = "payload_sha256"
+        case payload
+    }
+}
+
+/// What happened to one item of a batch.
+public enum ItemStatus: String, Codable, Sendable, Equatable {
+    /// Stored now, durably, before the response was written.
+    case accepted
+    /// Already stored earlier with the same `payload_sha256`; nothing stored again.
+    case duplicate
+    /// Not stored; see ``RejectionReason``.
+    case rejected
+}
+
+/// Why an item was rejected; the agent must not resend it unchanged.
+public struct RejectionReason: RawRepresentable, Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// The reason as sent on the wire; unknown reasons from a newer central decode as they are.
+    public var rawValue: String
+    /// Wraps a wire value.
+    public init(rawValue: String) { self.rawValue = rawValue }
+    /// Decodes any string.
+    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    /// Encodes the raw string.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+    /// The raw value.
+    public var description: String { rawValue }
+
+    /// SHA-256 of the payload's UTF-8 bytes differs from `payload_sha256`.
+    public static let checksumMismatch = RejectionReason(rawValue: "checksum_mismatch")
+    /// The payload is not a JSON object, its `"id"` differs from the item id, or the id is malformed.
+    public static let invalidPayload = RejectionReason(rawValue: "invalid_payload")
+    /// The id was stored earlier with a different `payload_sha256`.
+    public static let conflict = RejectionReason(rawValue: "conflict")
+}
+
+/// The outcome of one item, in the order of the request's items.
+public struct ItemResult: Codable, Sendable, Equatable {
+    /// The item id, echoed.
+    public var id: String
+    /// The outcome.
+    public var status: ItemStatus
+    /// Present only when ``status`` is ``ItemStatus/rejected``.
+    public var reason: RejectionReason?
+
+    /// Creates a result.
+    public init(id: String, status: ItemStatus, reason: RejectionReason? = nil) {
+        self.id = id
+        self.status = status
+        self.reason = reason
+    }
+}
+
+/// The 200 body of `POST /v1/applications/batch`.
 public struct BatchResponse: Codable, Sendable, Equatable {
-    /// Per-item outcome.
-    public enum Status: String, Codable, Sendable {
-        /// Stored now.
-        case accepted
-        /// Already stored earlier with the same payload.
-        case duplicate
-        /// Refused; see the reason. Never retried blindly.
-        case rejected
+    /// One result per request item, same order.
+    public var results: [ItemResult]
+
+    /// Creates a response body.
+    public init(results: [ItemResult]) {
+        self.results = results
     }
-    /// One item's result.
-    public struct Result: Codable, Sendable, Equatable {
-        /// The application id.
-        public var id: String
-        /// The outcome.
-        public var status: Status
-        /// Why it was rejected.
-        public var reason: String?
-        /// Creates a result.
-        public init(id: String, status: Status, reason: String? = nil) {
-            self.id = id
-            self.status = status
-            self.reason = reason
-        }
-    }
-    /// The results.
-    public var results: [Result]
-    /// Creates a response.
-    public init(results: [Result]) { self.results = results }
 }

@@ -190,7 +190,7 @@ public final class SyncEngine: Sendable {
             deviceID: configuration.deviceID,
             sentAt: ISO8601DateFormatter().string(from: now),
             items: batch.map {
-                BatchRequest.Item(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
+                BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
                                   payload: String(decoding: $0.payload, as: UTF8.self))
             }
         )
@@ -239,7 +239,7 @@ public final class SyncEngine: Sendable {
             case .duplicate: synced.append(result.id); duplicates += 1
             case .rejected:
                 rejected += 1
-                let reason = result.reason ?? "unspecified"
+                let reason = result.reason?.rawValue ?? "unspecified"
                 try outbox.markRejected(id: result.id, reason: reason)
                 logger.error("central rejected an application", metadata: ["id": "\(result.id)", "reason": "\(reason)"])
             }

@@ -138,9 +138,9 @@ extension KioskBench {
             var k = 0
             var i = 0
             while i < rows.count {
-                let items = rows[i..<min(i + batch, rows.count)].map { row -> BatchRequest.Item in
+                let items = rows[i..<min(i + batch, rows.count)].map { row -> BatchItem in
                     seq += 1
-                    return BatchRequest.Item(id: row.0, sequence: seq, payloadSHA256: sha256Hex(row.1), payload: String(decoding: row.1, as: UTF8.self))
+                    return BatchItem(id: row.0, sequence: seq, payloadSHA256: sha256Hex(row.1), payload: String(decoding: row.1, as: UTF8.self))
                 }
                 let body = try encoder.encode(BatchRequest(deviceID: device, sentAt: ISO8601DateFormatter().string(from: Date()), items: items))
                 let f = "\(bodies)/\(k).json"

@@ -102,7 +102,7 @@ import Testing
         let client = try CurlHTTPClient(configuration: c.http)
         let rows = try outbox.list(states: [.synced], limit: 3)
         let body = try JSONEncoder().encode(BatchRequest(deviceID: "kiosk-sync-0001", sentAt: "2026-11-23T00:00:00Z", items: rows.map {
-            BatchRequest.Item(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256, payload: String(decoding: $0.payload, as: UTF8.self))
+            BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256, payload: String(decoding: $0.payload, as: UTF8.self))
         }))
         let r1 = try client.perform(method: "POST", url: c.centralURL + "/v1/applications/batch", headers: ["Content-Type: application/json"], body: body)
         let r2 = try client.perform(method: "GET", url: c.centralURL + "/healthz")
