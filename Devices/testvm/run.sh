@@ -188,9 +188,10 @@ DEADLINE=$((T0 + TIMEOUT * 1000000))
 T_INIT= T_START= T_EXIT= OUTCOME= GUEST_RC=
 : >"$LOG"
 while :; do
-    left=$(((DEADLINE - $(now)) / 1000000))
+    left=$((DEADLINE - $(now)))
     if [ "$left" -le 0 ]; then OUTCOME=timeout; break; fi
-    if IFS= read -r -t "$left" line <&3; then
+    printf -v left_s '%d.%06d' $((left / 1000000)) $((left % 1000000))
+    if IFS= read -r -t "$left_s" line <&3; then
         line=${line%$'\r'}
         printf '%s\n' "$line" >>"$LOG"
         [ "$VERBOSE" = 0 ] || printf '%s\n' "$line" >&2
