@@ -105,7 +105,7 @@ deb_file() { # deb_file PKG VERSION -> path in debs/ (apt encodes ':' in version
     echo "$CACHE/debs/${1}_${v}_amd64.deb"
 }
 
-download_deb() { # download_deb PKG VERSION
+try_download() { # try_download PKG VERSION: apt-get download into debs/ unless present
     local f
     f=$(deb_file "$1" "$2")
     [ -s "$f" ] && return 0
@@ -113,11 +113,25 @@ download_deb() { # download_deb PKG VERSION
     log "downloading $1 $2"
     # apt-get download writes into the current directory; its "unsandboxed" note is harmless.
     (cd "$CACHE/debs" && apt-get download "$1=$2" 2>&1 | grep -v 'unsandboxed' >&2) || true
-    if [ ! -s "$f" ]; then
+    [ -s "$f" ]
+}
+
+# Downloads the kernel and udev .debs that are not unpacked yet. If a version has left the
+# archive (stale apt lists, e.g. after a security update), refresh the lists, resolve again
+# and retry once.
+fetch_debs() {
+    local attempt
+    for attempt in 1 2; do
+        if { [ -f "$CACHE/kernel/${KPKG}_${KDEBVER}/.unpacked" ] || try_download "$KPKG" "$KDEBVER"; } &&
+            { [ -f "$CACHE/udev/$UDEVVER/.unpacked" ] || try_download udev "$UDEVVER"; }; then
+            return 0
+        fi
+        [ "$attempt" = 1 ] || break
+        log "download failed: refreshing apt lists and resolving again"
         apt-get update >&2
-        (cd "$CACHE/debs" && apt-get download "$1=$2" >&2)
-    fi
-    [ -s "$f" ] || fail "download of $1 $2 did not produce $f"
+        FORCE=1 resolve_versions
+    done
+    fail "cannot download $KPKG $KDEBVER / udev $UDEVVER"
 }
 
 # extract_vmlinux VMLINUZ OUT: our own extract-vmlinux. The bzImage is a small decompressor
@@ -156,7 +170,6 @@ prepare_kernel() {
     local deb
     deb=$(deb_file "$KPKG" "$KDEBVER")
     if [ ! -f "$KDIR/.unpacked" ]; then
-        download_deb "$KPKG" "$KDEBVER"
         log "unpacking $(basename "$deb")"
         rm -rf "$KDIR"
         mkdir -p "$KDIR"
@@ -177,7 +190,6 @@ prepare_kernel() {
 prepare_udev() {
     UDEVROOT=$CACHE/udev/$UDEVVER/root
     if [ ! -f "$CACHE/udev/$UDEVVER/.unpacked" ]; then
-        download_deb udev "$UDEVVER"
         log "unpacking udev $UDEVVER"
         rm -rf "$CACHE/udev/$UDEVVER"
         mkdir -p "$CACHE/udev/$UDEVVER"
@@ -199,7 +211,7 @@ build_initramfs() {
     # The initramfs depends on the kernel, the early module list, /init and busybox.
     key=$( {
         echo "$KVER ${EARLY_MODULES[*]}"
-        sha256sum "$HERE/guest/init" /bin/busybox
+        cat "$HERE/guest/init" /bin/busybox
     } | sha256sum | cut -c1-16)
     INITRD=$KDIR/initramfs-$key.cpio
     [ -s "$INITRD" ] && return 0
@@ -260,6 +272,7 @@ main() {
     flock 9
     ensure_host_packages
     resolve_versions
+    fetch_debs
     prepare_kernel
     prepare_udev
     build_initramfs
