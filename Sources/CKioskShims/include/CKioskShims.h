@@ -4,4 +4,6 @@
 #define CKIOSKSHIMS_H
 #include "ka_curl.h"
 #include "ka_sys.h"
+#include "ka_usb.h"
+#include "ka_v4l2.h"
 #endif
