@@ -11,6 +11,7 @@ all: build
 help:
 	@echo "make demo   - install deps if missing, build, run a whole store-and-forward demo on loopback"
 	@echo "make test   - install deps if missing, build, run every test (unit, end-to-end, test VM)"
+	@echo "make test-vm - only the real-kernel test VM self-checks (vivid, dummy_hcd + FunctionFS, power cut, network)"
 	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
 	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
 
@@ -28,7 +29,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit
+test: deps test-unit test-vm
 	@echo "make test: all suites passed"
 
 demo: deps build
@@ -36,6 +37,8 @@ demo: deps build
 
 bench: deps build-release
 	@Provisioning/bench.sh $(BIN_RELEASE)
+
+include Devices/testvm/testvm.mk
 
 clean:
 	rm -rf .build .cache
