@@ -78,9 +78,10 @@ let quietLogger: Logger = {
 }()
 
 /// A second, independent connection to the same database file (like another process would have).
-func rawConnection(_ path: String, readonly: Bool = false) throws -> DatabaseQueue {
+/// With `busyTimeout: nil` it has no busy handler at all: any SQLITE_BUSY surfaces immediately.
+func rawConnection(_ path: String, readonly: Bool = false, busyTimeout: TimeInterval? = 10) throws -> DatabaseQueue {
     var config = Configuration()
-    config.busyMode = .timeout(10)
+    config.busyMode = busyTimeout.map { .timeout($0) } ?? .immediateError
     config.readonly = readonly
     return try DatabaseQueue(path: path, configuration: config)
 }
