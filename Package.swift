@@ -51,6 +51,7 @@ let package = Package(
         .target(
             name: "Outbox",
             dependencies: [
+                "KioskCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -121,7 +122,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "KioskCoreTests", dependencies: ["KioskCore"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "KioskCore"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import GRDB
 import Logging
 
@@ -129,8 +130,17 @@ public final class Outbox: Sendable {
     /// below `minFreeDiskBytes`, or SQLite reports SQLITE_FULL. Throws ``OutboxError/duplicateID(_:)`` when
     /// a row with this id is still in the outbox (a synced row keeps its id until `purgeSynced` removes it).
     public func enqueue(id: String, payload: Data, now: Date = Date()) throws -> Int64 {
-        let digest = SHA256.hexDigest(payload)
-        let size = Int64(payload.count)
+        try enqueue(contentsOf: CollectionOfOne((id: id, payload: payload)), now: now)[0]
+    }
+
+    /// Durably appends several rows in one transaction (all or none) and returns their sequences
+    /// once the commit is on disk. The same refusals as ``enqueue(id:payload:now:)`` apply to the
+    /// batch as a whole; used to import a backlog.
+    public func enqueue<C: Collection>(contentsOf items: C, now: Date = Date()) throws -> [Int64]
+    where C.Element == (id: String, payload: Data) {
+        guard !items.isEmpty else { return [] }
+        let prepared = items.map { (id: $0.id, payload: $0.payload, digest: sha256Hex($0.payload), size: Int64($0.payload.count)) }
+        let batchBytes = prepared.reduce(Int64(0)) { $0 &+ $1.size }
         let nowMillis = Millis.from(now)
 
         let free = try FileSupport.freeBytes(at: path)
@@ -139,28 +149,35 @@ public final class Outbox: Sendable {
                 reason: "disk: \(free) free bytes on the filesystem of \(path) < minFreeDiskBytes \(limits.minFreeDiskBytes)")
         }
         let limits = self.limits
+        var current = prepared[0].id
         do {
             return try perform(.immediate) { db in
                 let usage = try Self.unsyncedUsage(db)
-                if usage.rows >= Int64(limits.maxRows) {
-                    throw OutboxError.full(reason: "rows: \(usage.rows) unsynced rows >= maxRows \(limits.maxRows)")
+                if usage.rows + Int64(prepared.count) > Int64(limits.maxRows) {
+                    throw OutboxError.full(reason: "rows: \(usage.rows) unsynced rows + \(prepared.count) > maxRows \(limits.maxRows)")
                 }
-                let (total, overflow) = usage.bytes.addingReportingOverflow(size)
+                let (total, overflow) = usage.bytes.addingReportingOverflow(batchBytes)
                 if overflow || total > limits.maxBytes {
                     throw OutboxError.full(
-                        reason: "bytes: \(usage.bytes) unsynced bytes + \(size) payload bytes > maxBytes \(limits.maxBytes)")
+                        reason: "bytes: \(usage.bytes) unsynced bytes + \(batchBytes) payload bytes > maxBytes \(limits.maxBytes)")
                 }
                 let insert = try db.cachedStatement(sql: """
                     INSERT INTO outbox (id, payload, payload_sha256, payload_size, state, attempts, next_attempt_at, created_at)
                     VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)
                     """)
-                try insert.execute(arguments: [id, payload, digest, size, nowMillis, nowMillis])
-                return db.lastInsertedRowID
+                var sequences: [Int64] = []
+                sequences.reserveCapacity(prepared.count)
+                for row in prepared {
+                    current = row.id
+                    try insert.execute(arguments: [row.id, row.payload, row.digest, row.size, nowMillis, nowMillis])
+                    sequences.append(db.lastInsertedRowID)
+                }
+                return sequences
             }
         } catch let error as DatabaseError
             where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE && (error.message ?? "").contains("outbox.id")
         {
-            throw OutboxError.duplicateID(id)
+            throw OutboxError.duplicateID(current)
         } catch {
             throw Self.mapError(error)
         }
@@ -197,7 +214,7 @@ public final class Outbox: Sendable {
                             continue
                         }
                         if Millis.from(record.nextAttemptAt) > nowMillis { break }
-                        let actual = SHA256.hexDigest(record.payload)
+                        let actual = sha256Hex(record.payload)
                         if actual != record.payloadSHA256 {
                             quarantine.append((
                                 sequence, record.id,

@@ -69,7 +69,8 @@ import Testing
             let digits = pan.filter(\.isNumber)
             #expect(!v.description.contains(digits))
             #expect(!v.maskedValue.filter(\.isNumber).contains(digits))
-            #expect(v.maskedValue.contains(String(digits.prefix(6))))
+            #expect(v.maskedValue.filter(\.isNumber).hasPrefix(String(digits.prefix(6))))
+            #expect(v.maskedValue.filter(\.isNumber).hasSuffix(String(digits.suffix(4))))
         }
     }
 

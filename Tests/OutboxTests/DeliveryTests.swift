@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import Testing
 
 @testable import Outbox
@@ -21,7 +22,7 @@ struct DeliveryTests {
             #expect(first.map(\.id) == ["app-0", "app-1", "app-2", "app-3"])
             #expect(first.allSatisfy { $0.state == .inFlight })
             #expect(first.map(\.payload) == (0 ..< 4).map { payload("app-\($0)") })
-            #expect(first.map(\.payloadSHA256) == (0 ..< 4).map { SHA256.hexDigest(payload("app-\($0)")) })
+            #expect(first.map(\.payloadSHA256) == (0 ..< 4).map { sha256Hex(payload("app-\($0)")) })
             try outbox.markSynced(ids: first.map(\.id), now: t0)
 
             let rest = try outbox.nextBatch(limit: 100, maxBytes: 1 << 20, now: t0)
@@ -38,7 +39,7 @@ struct DeliveryTests {
             let sequence = try outbox.enqueue(id: "a", payload: body, now: t0)
             let record = try #require(try outbox.record(id: "a"))
             #expect(record == OutboxRecord(
-                sequence: sequence, id: "a", payload: body, payloadSHA256: SHA256.hexDigest(body), state: .pending,
+                sequence: sequence, id: "a", payload: body, payloadSHA256: sha256Hex(body), state: .pending,
                 attempts: 0, nextAttemptAt: t0, lastError: nil, createdAt: t0, syncedAt: nil, rejectReason: nil))
             #expect(record.payloadSHA256 == record.payloadSHA256.lowercased())
             #expect(record.payloadSHA256.count == 64)

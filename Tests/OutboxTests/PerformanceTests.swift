@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import GRDB
 import Testing
 
@@ -29,7 +30,7 @@ struct PerformanceTests {
         try withTempDir { dir in
             let outbox = try Outbox(path: dir.dbPath, logger: quietLogger)
             let body = payload("bulk", size: 200)
-            let digest = SHA256.hexDigest(body)
+            let digest = sha256Hex(body)
             let t0ms = Int64(t0.timeIntervalSince1970 * 1000)
             try outbox.dbQueue.write { db in
                 let insert = try db.cachedStatement(sql: """

@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import GRDB
 import Testing
 
@@ -35,7 +36,7 @@ struct QuarantineTests {
             #expect(row.sequence == sequenceB)
             #expect(row.payload == corrupted)
             #expect(row.reason.contains("SHA-256 mismatch"))
-            #expect(row.reason.contains(SHA256.hexDigest(payload("b", size: 64))))
+            #expect(row.reason.contains(sha256Hex(payload("b", size: 64))))
             #expect(row.quarantinedAt.timeIntervalSinceNow < 5)
 
             #expect(capture.messages(at: .error).contains { $0.contains("quarantined") })

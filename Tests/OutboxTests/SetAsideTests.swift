@@ -1,4 +1,5 @@
 import Foundation
+import KioskCore
 import GRDB
 import Testing
 
@@ -174,7 +175,7 @@ struct CrashImageTests {
             let rows = try restored.list(limit: 100)
             #expect(rows.map(\.id) == (0 ..< 30).map { "r\($0)" })
             #expect(rows.allSatisfy { $0.state == .pending })
-            #expect(rows.allSatisfy { $0.payloadSHA256 == SHA256.hexDigest($0.payload) })
+            #expect(rows.allSatisfy { $0.payloadSHA256 == sha256Hex($0.payload) })
             #expect(try restored.integrityCheck() == ["ok"])
         }
     }

@@ -73,6 +73,13 @@ import Testing
         return SyncEngine(outbox: outbox, configuration: c)
     }
 
+    /// Runs blocking libcurl work off the cooperative pool, as the agent does: the in-process
+    /// central needs the pool's threads to answer.
+    static let executor = BlockingExecutor(label: "test.sync")
+    static func sync(_ engine: SyncEngine, ignoreBackoff: Bool = false) async -> SyncOutcome {
+        await executor.run { engine.syncOnce(ignoreBackoff: ignoreBackoff) }
+    }
+
     static func fill(_ outbox: Outbox, _ n: Int) throws -> [String] {
         try (0..<n).map { _ in
             let app = CreditApplication.sample(deviceID: "kiosk-sync-0001")
@@ -91,21 +98,26 @@ import Testing
                                           keyFile: env.path("devices/kiosk-sync-0001.key")))
         c.batchSize = 10
         let engine = SyncEngine(outbox: outbox, configuration: c)
-        #expect(engine.syncOnce() == .delivered(10))
-        #expect(engine.syncOnce() == .delivered(10))
-        #expect(engine.syncOnce() == .delivered(5))
-        #expect(engine.syncOnce() == .idle)
+        #expect(await Self.sync(engine) == .delivered(10))
+        #expect(await Self.sync(engine) == .delivered(10))
+        #expect(await Self.sync(engine) == .delivered(5))
+        #expect(await Self.sync(engine) == .idle)
         let stored = try await env.central.store.all().map(\.id)
         #expect(stored == ids)
         #expect(try outbox.stats().synced == 25)
         // The same rows sent again (as after a crash before markSynced) come back as duplicates.
-        let client = try CurlHTTPClient(configuration: c.http)
         let rows = try outbox.list(states: [.synced], limit: 3)
         let body = try JSONEncoder().encode(BatchRequest(deviceID: "kiosk-sync-0001", sentAt: "2026-11-23T00:00:00Z", items: rows.map {
             BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256, payload: String(decoding: $0.payload, as: UTF8.self))
         }))
-        let r1 = try client.perform(method: "POST", url: c.centralURL + "/v1/applications/batch", headers: ["Content-Type: application/json"], body: body)
-        let r2 = try client.perform(method: "GET", url: c.centralURL + "/healthz")
+        let http = c.http, url = c.centralURL
+        let (r1, r2) = try await Self.executor.run { () -> Result<(HTTPResponse, HTTPResponse), Error> in
+            Result {
+                let client = try CurlHTTPClient(configuration: http)
+                return (try client.perform(method: "POST", url: url + "/v1/applications/batch", headers: ["Content-Type: application/json"], body: body),
+                        try client.perform(method: "GET", url: url + "/healthz"))
+            }
+        }.get()
         #expect(r1.status == 200 && r2.status == 200)
         #expect(r1.newConnections == 1 && r2.newConnections == 0, "the second request should reuse the connection")
         let decoded = try JSONDecoder().decode(BatchResponse.self, from: r1.body)
@@ -119,7 +131,7 @@ import Testing
         _ = try Self.fill(outbox, 3)
         for (cert, key) in [(nil, nil), ("devices/rogue.pem", "devices/rogue.key")] as [(String?, String?)] {
             let engine = Self.engine(env, cert: cert, key: key, outbox: outbox)
-            guard case .failed = engine.syncOnce(ignoreBackoff: true) else {
+            guard case .failed = await Self.sync(engine, ignoreBackoff: true) else {
                 Issue.record("sync without a valid client certificate succeeded (cert: \(cert ?? "none"))")
                 continue
             }
@@ -128,7 +140,7 @@ import Testing
         // A server certificate not signed by the configured CA is refused by the agent.
         let engine = Self.engine(env, cert: "devices/kiosk-sync-0001.pem", key: "devices/kiosk-sync-0001.key",
                                  ca: env.path("other-ca.pem"), outbox: outbox)
-        guard case .failed = engine.syncOnce(ignoreBackoff: true) else {
+        guard case .failed = await Self.sync(engine, ignoreBackoff: true) else {
             Issue.record("the agent accepted a server certificate from an unknown CA")
             return
         }
