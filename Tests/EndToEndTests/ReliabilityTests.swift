@@ -82,7 +82,7 @@ import Testing
         let dir = try Harness.tempDir("faults")
         let device = "kiosk-e2e-0001"
         let pki = try Harness.makePKI(in: dir, devices: [device])
-        let faults = FaultConfiguration(rate: 0.3, kinds: FaultKind.allCases, seed: 20261123, slowDelay: .milliseconds(50))
+        let faults = FaultConfiguration(rate: 0.35, kinds: FaultKind.allCases, seed: 20261123, slowDelay: .milliseconds(50))
         let (central, port) = try await Harness.startCentral(pki: pki, dir: dir, faults: faults)
         let agent = try AgentProcess(dir: dir, deviceID: device, centralPort: port, pki: pki)
         try await agent.start()
