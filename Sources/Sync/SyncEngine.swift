@@ -186,17 +186,7 @@ public final class SyncEngine: Sendable {
     }
 
     private func post(batch: [OutboxRecord], now: Date) throws -> BatchResponse {
-        let request = BatchRequest(
-            deviceID: configuration.deviceID,
-            sentAt: ISO8601DateFormatter().string(from: now),
-            items: batch.map {
-                BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
-                                  payload: String(decoding: $0.payload, as: UTF8.self))
-            }
-        )
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let body = try encoder.encode(request)
+        let body = try Self.requestBody(deviceID: configuration.deviceID, batch: batch, now: now)
         let response = try client.withLock { c -> HTTPResponse in
             if c == nil { c = try CurlHTTPClient(configuration: configuration.http) }
             do {
@@ -224,6 +214,21 @@ public final class SyncEngine: Sendable {
         } catch {
             throw SyncProtocolError.malformedResponse("body is not a batch response (\(response.body.count) bytes)")
         }
+    }
+
+    /// The JSON body of `POST /v1/applications/batch` for these rows (the OpenAPI contract's BatchRequest).
+    static func requestBody(deviceID: String, batch: [OutboxRecord], now: Date) throws -> Data {
+        let request = BatchRequest(
+            deviceID: deviceID,
+            sentAt: ISO8601DateFormatter().string(from: now),
+            items: batch.map {
+                BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
+                          payload: String(decoding: $0.payload, as: UTF8.self))
+            }
+        )
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return try encoder.encode(request)
     }
 
     private func apply(_ response: BatchResponse, to batch: [OutboxRecord], now: Date) throws {
