@@ -65,6 +65,23 @@ let package = Package(
             ]
         ),
 
+        // MARK: Devices
+        .target(
+            name: "PaymentTerminal",
+            dependencies: [
+                "KioskCore", "CLibUSB", "CKioskShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The USB terminal emulator: plays the device through Linux FunctionFS (tests and demo).
+        .executableTarget(
+            name: "terminal-emulator",
+            dependencies: ["PaymentTerminal", "CKioskShims"],
+            path: "Devices/terminal-emulator"
+        ),
+        // libFuzzer entry for the terminal frame decoder (swift build -Xswiftc -sanitize=fuzzer).
+        .executableTarget(name: "terminal-fuzz", dependencies: ["PaymentTerminal"]),
+
         // MARK: Daemon, CLI, reference central
         .target(
             name: "KioskAgent",
@@ -125,6 +142,7 @@ let package = Package(
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "KioskCore"]),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
+        .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]

@@ -1,0 +1,1 @@
+// PaymentTerminal: the USB payment terminal link (protocol codec and libusb transport).
