@@ -75,7 +75,7 @@ import Testing
         #expect(Set(ids).subtracting(ledger.submitted).isEmpty, "central holds an application nobody submitted")
         #expect(try Self.integrityCheck(dir.appendingPathComponent("state/outbox.sqlite")) == "ok")
         print("crash test: \(rounds) SIGKILLs, \(acked.count) acknowledged, \(ids.count) at central (\(ids.count - acked.count) unacknowledged but delivered), 0 lost, 0 duplicated")
-        try await central.stop()
+        await central.stop()
     }
 
     @Test func faultyCentralStillGetsEveryApplicationExactlyOnce() async throws {
@@ -103,6 +103,6 @@ import Testing
         let sync = status["sync"] as? [String: Any] ?? [:]
         #expect((sync["failures"] as? Int ?? 0) > 0, "no fault reached the agent: the test did not test anything")
         print("fault test: \(n) applications, \(stats.faultsInjected) faults injected over \(stats.requests) requests, agent saw \(sync["failures"] ?? 0) failed attempts and \(sync["duplicates"] ?? 0) duplicates; at central \(stored.count), lost 0, duplicated 0")
-        try await central.stop()
+        await central.stop()
     }
 }

@@ -122,7 +122,7 @@ import Testing
         #expect(r1.newConnections == 1 && r2.newConnections == 0, "the second request should reuse the connection")
         let decoded = try JSONDecoder().decode(BatchResponse.self, from: r1.body)
         #expect(decoded.results.map(\.status) == [.duplicate, .duplicate, .duplicate])
-        try await env.central.stop()
+        await env.central.stop()
     }
 
     @Test func noCertificateOrAnotherCAIsRefused() async throws {
@@ -146,6 +146,6 @@ import Testing
         }
         #expect(try await env.central.store.count() == 0)
         #expect(try outbox.stats().pending == 3)
-        try await env.central.stop()
+        await env.central.stop()
     }
 }
