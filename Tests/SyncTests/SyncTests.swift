@@ -149,3 +149,28 @@ import Testing
         await env.central.stop()
     }
 }
+
+@Suite struct DoorbellTests {
+    @Test func ringWakesAWaiterAndNetworkBellIsReported() async {
+        let bell = Doorbell()
+        let start = ContinuousClock.now
+        async let woke = bell.wait(timeout: .seconds(30))
+        try? await Task.sleep(for: .milliseconds(50))
+        bell.ringNetworkReturned()
+        #expect(await woke == true)
+        #expect(ContinuousClock.now - start < .seconds(20), "the doorbell did not wake the waiter")
+    }
+
+    @Test func ringBeforeWaitIsNotLost() async {
+        let bell = Doorbell()
+        bell.ring()
+        let start = ContinuousClock.now
+        #expect(await bell.wait(timeout: .seconds(30)) == false)
+        #expect(ContinuousClock.now - start < .seconds(20))
+    }
+
+    @Test func timeoutReturnsWithoutARing() async {
+        let bell = Doorbell()
+        #expect(await bell.wait(timeout: .milliseconds(20)) == false)
+    }
+}
