@@ -127,22 +127,32 @@ public enum PCIGuard {
         var range: Range<Int>  // byte range in the UTF-8 view, separators included
     }
 
-    /// Maximal runs of digits where single spaces or dashes between digits do not break the run.
+    /// Maximal runs of digits, where a single space or dash continues a run only where cards
+    /// are printed with one: after a group of 4 digits (4-4-4-4…) or the Amex 4-6-5 grouping.
+    /// UUID-shaped tokens (8-4-4-4-12 hex: application and boot ids) are skipped whole.
     static func digitRuns(in s: String) -> [DigitRun] {
         let b = Array(s.utf8)
+        let skip = uuidRanges(in: b)
         var runs: [DigitRun] = []
         var i = 0
         while i < b.count {
+            if let r = skip.first(where: { $0.contains(i) }) { i = r.upperBound; continue }
             guard isDigit(b[i]) else { i += 1; continue }
             let start = i
             var digits: [UInt8] = []
+            var group = 0
+            var groups: [Int] = []
             var end = i
             while i < b.count {
                 if isDigit(b[i]) {
                     digits.append(b[i] - 48)
+                    group += 1
                     i += 1
                     end = i
-                } else if (b[i] == 32 || b[i] == 45), i + 1 < b.count, isDigit(b[i + 1]) {
+                } else if b[i] == 32 || b[i] == 45, i + 1 < b.count, isDigit(b[i + 1]),
+                          group == 4 || (group == 6 && groups == [4]) {
+                    groups.append(group)
+                    group = 0
                     i += 1
                 } else {
                     break
@@ -153,6 +163,38 @@ public enum PCIGuard {
         }
         return runs
     }
+
+    /// Byte ranges of UUID-shaped tokens (8-4-4-4-12 hex digits, not part of a longer hex word).
+    static func uuidRanges(in b: [UInt8]) -> [Range<Int>] {
+        let shape = [8, 4, 4, 4, 12]
+        var ranges: [Range<Int>] = []
+        var i = 0
+        while i + 36 <= b.count {
+            if i > 0, isHex(b[i - 1]) { i += 1; continue }
+            var j = i
+            var ok = true
+            for (n, len) in shape.enumerated() {
+                for _ in 0..<len {
+                    guard j < b.count, isHex(b[j]) else { ok = false; break }
+                    j += 1
+                }
+                if !ok { break }
+                if n < shape.count - 1 {
+                    guard j < b.count, b[j] == 45 else { ok = false; break }
+                    j += 1
+                }
+            }
+            if ok, j == b.count || !isHex(b[j]) {
+                ranges.append(i..<j)
+                i = j
+            } else {
+                i += 1
+            }
+        }
+        return ranges
+    }
+
+    static func isHex(_ c: UInt8) -> Bool { isDigit(c) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70) }
 
     static func isDigit(_ c: UInt8) -> Bool { c >= 48 && c <= 57 }
 }

@@ -72,6 +72,8 @@ final class AgentProcess: @unchecked Sendable {
     let socketPath: String
     private(set) var process: Process?
     let logPath: URL
+    /// The agent's message for the last refused submission.
+    var lastSubmitError: String?
 
     init(dir: URL, deviceID: String, centralPort: Int, pki: URL, extra: String = "") throws {
         self.dir = dir
@@ -141,6 +143,7 @@ final class AgentProcess: @unchecked Sendable {
     func submit(_ app: CreditApplication) throws -> Bool {
         let obj = try JSONSerialization.jsonObject(with: CanonicalJSON.encode(app))
         let reply = try call(["cmd": "submit", "application": obj])
+        if reply["ok"] as? Bool != true { lastSubmitError = reply["error"] as? String ?? "\(reply)" }
         return reply["ok"] as? Bool == true
     }
 

@@ -92,7 +92,7 @@ import Testing
             let app = CreditApplication.sample(deviceID: device, amountMinor: 1000 + Int64(i))
             if try agent.submit(app) { acked.insert(app.id) }
         }
-        #expect(acked.count == n)
+        #expect(acked.count == n, "refused: \(agent.lastSubmitError ?? "-")")
         try await Self.waitUntilDrained(agent, central: central, expected: acked, timeout: .seconds(300))
         let status = try agent.status()
         #expect(agent.terminate() == 0)

@@ -91,6 +91,24 @@ import Testing
         _ = try app.canonicalPayload()
     }
 
+    @Test func uuidsNeverTripTheGuard() throws {
+        // Regression: a UUIDv7 whose dash-separated digit groups passed Luhn was refused as a PAN.
+        #expect(!PCIGuard.containsFullPAN("01a209c5-2150-7123-8124-95f46ddde131"))
+        #expect(!PCIGuard.containsFullPAN("01a209c5-2150-7123-8124-951234567890"))
+        for _ in 0..<20_000 {
+            let id = ApplicationID.make()
+            #expect(!PCIGuard.containsFullPAN(id), "\(id)")
+        }
+        // A PAN next to a UUID is still found.
+        #expect(PCIGuard.containsFullPAN("01a209c5-2150-7123-8124-95f46ddde131 4111111111111111"))
+    }
+
+    @Test func cardGroupingsAreRecognisedOtherGroupingsAreNot() {
+        #expect(PCIGuard.containsFullPAN("3782 822463 10005"))  // Amex 4-6-5
+        #expect(PCIGuard.containsFullPAN("tok4111111111111111"))  // glued to letters
+        #expect(!PCIGuard.containsFullPAN("41-11111111111111"))  // not a card grouping: 2 + 14 digits
+    }
+
     @Test func numbersAreNotScanned() throws {
         // 13–19 digit integers (timestamps) are numbers, not strings: they must not trip the guard.
         try PCIGuard.check(json: Data("{\"wall_clock_ms\":4111111111111111}".utf8))
