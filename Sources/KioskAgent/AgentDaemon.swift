@@ -12,8 +12,13 @@ public let kioskAgentVersion = "0.1.0"
 /// Progress marks of the daemon's loops, read by the watchdog.
 public final class Heartbeat: Sendable {
     private let last = Mutex(ContinuousClock.now)
+    private let ready = Mutex(false)
     /// Creates a heartbeat marked now.
     public init() {}
+    /// Marks the daemon ready (READY=1 sent); the watchdog pings only after this.
+    public func markReady() { ready.withLock { $0 = true } }
+    /// Whether READY=1 was sent.
+    public var isReady: Bool { ready.withLock { $0 } }
     /// Marks progress.
     public func beat() { last.withLock { $0 = ContinuousClock.now } }
     /// Time since the last mark.
@@ -35,7 +40,9 @@ struct WatchdogService: Service {
     func loop() async throws {
         var warned = false
         while !Task.isCancelled {
-            if heartbeat.age < staleAfter {
+            if !heartbeat.isReady {
+                // READY=1 comes first; no watchdog ping before it.
+            } else if heartbeat.age < staleAfter {
                 notifier.watchdog()
                 warned = false
             } else if !warned {
@@ -163,6 +170,7 @@ public final class AgentDaemon: Sendable {
                                      onListening: { [outbox] in
                                          let depth = (try? outbox.stats().pending) ?? 0
                                          notifier.ready(status: "outbox open, \(depth) pending")
+                                         heartbeat.markReady()
                                          logger.notice("ready", metadata: ["pending": "\(depth)"])
                                      },
                                      handler: { [self] line in await self.handle(line) })

@@ -44,8 +44,10 @@ public final class Doorbell: Sendable {
             }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    // Checked under the lock that `wake()` takes: a cancellation that ran its
+                    // handler before this point is seen here, one after finds the waiter.
                     let resumeNow = state.withLock { s -> Bool in
-                        if s.rung { return true }
+                        if s.rung || Task.isCancelled { return true }
                         s.waiter = c
                         return false
                     }

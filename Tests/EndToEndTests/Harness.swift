@@ -108,8 +108,9 @@ final class AgentProcess: @unchecked Sendable {
     }
 
     /// Starts the agent and waits until its control socket answers.
-    func start(timeout: Duration = .seconds(30)) async throws {
+    func start(timeout: Duration = .seconds(30), environment: [String: String] = [:]) async throws {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.executableURL = Harness.binDir.appendingPathComponent("kiosk-agent")
         p.arguments = ["--config", configPath.path]
         if !FileManager.default.fileExists(atPath: logPath.path) { FileManager.default.createFile(atPath: logPath.path, contents: nil) }

@@ -150,6 +150,8 @@ struct CurlRequest: Sendable {
     var bodyFile: String? = nil
     var contentType: String? = "application/json"
     var extraHeaders: [String] = []
+    /// More curl command-line arguments.
+    var extraArguments: [String] = []
 
     static func get(_ path: String) -> CurlRequest { CurlRequest(path: path) }
     static func post(_ path: String, _ body: String) -> CurlRequest {
@@ -187,6 +189,7 @@ struct Curl: Sendable {
             for header in request.extraHeaders {
                 arguments += ["-H", header]
             }
+            arguments += request.extraArguments
             if let body = request.body {
                 let file = directory.appendingPathComponent("request-\(index)")
                 try Data(body.utf8).write(to: file)

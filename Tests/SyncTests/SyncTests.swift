@@ -2,6 +2,7 @@ import Foundation
 import KioskCentral
 import KioskCore
 import Outbox
+import Synchronization
 import Testing
 @testable import Sync
 
@@ -125,6 +126,35 @@ import Testing
         await env.central.stop()
     }
 
+    @Test func publicKeyPinning() async throws {
+        let env = try await Self.makeEnv()
+        let outbox = try Outbox(path: env.dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
+        _ = try Self.fill(outbox, 2)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "openssl x509 -in '\(env.path("server.pem"))' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let pin = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        p.waitUntilExit()
+        #expect(pin.count == 44)
+        for (value, shouldPass) in [("sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", false), ("sha256//\(pin)", true)] {
+            var c = SyncConfiguration(
+                centralURL: "https://localhost:\(env.port)", deviceID: "kiosk-sync-0001",
+                http: HTTPClientConfiguration(caFile: env.path("ca.pem"), certFile: env.path("devices/kiosk-sync-0001.pem"),
+                                              keyFile: env.path("devices/kiosk-sync-0001.key"), pinnedPublicKey: value))
+            c.backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(5))
+            let outcome = await Self.sync(SyncEngine(outbox: outbox, configuration: c), ignoreBackoff: true)
+            if shouldPass {
+                #expect(outcome == .delivered(2))
+            } else {
+                guard case .failed = outcome else { Issue.record("a wrong pin was accepted"); continue }
+            }
+        }
+        await env.central.stop()
+    }
+
     @Test func noCertificateOrAnotherCAIsRefused() async throws {
         let env = try await Self.makeEnv()
         let outbox = try Outbox(path: env.dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
@@ -167,6 +197,33 @@ import Testing
         let start = ContinuousClock.now
         #expect(await bell.wait(timeout: .seconds(30)) == false)
         #expect(ContinuousClock.now - start < .seconds(20))
+    }
+
+    @Test func cancellationWakesTheWaiterWhetherItCameBeforeOrAfterTheWait() async {
+        // Regression: a graceful shutdown that cancelled the sync loop just before it began to
+        // wait left it waiting forever, and ServiceGroup's cancellation timeout crashed the agent.
+        let bell = Doorbell()
+        final class Counter: Sendable {
+            let value = Mutex(0)
+            func bump() { value.withLock { $0 += 1 } }
+            var count: Int { value.withLock { $0 } }
+        }
+        let done = Counter()
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            _ = await bell.wait(timeout: .seconds(600))
+            done.bump()
+        }
+        let late = Task {
+            _ = await bell.wait(timeout: .seconds(600))
+            done.bump()
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+        late.cancel()
+        // Poll instead of awaiting the tasks: a stuck wait must fail the test, not hang it.
+        for _ in 0..<200 where done.count < 2 { try? await Task.sleep(for: .milliseconds(50)) }
+        #expect(done.count == 2, "a cancelled wait did not return")
+        _ = early
     }
 
     @Test func timeoutReturnsWithoutARing() async {
