@@ -5,7 +5,9 @@ import Logging
 
 /// The durable outbox. Thread-safe (`Sendable`), backed by one GRDB `DatabaseQueue`.
 ///
-/// Rows are enqueued durably (WAL, `synchronous=FULL`: `enqueue` returns after the WAL is fsync'd)
+/// Rows are enqueued durably (WAL, `synchronous=FULL`: `enqueue` returns after the WAL is fsync'd;
+/// delivery bookkeeping — in flight, synced, failed, purged — is committed without its own fsync,
+/// since forgetting it in a power cut only causes a resend that central deduplicates)
 /// and handed to the sync loop in strict sequence order by ``nextBatch(limit:maxBytes:now:)``.
 /// Every row handed out must be resolved with ``markSynced(ids:now:)``, ``markFailed(ids:error:nextAttemptAt:)``
 /// or ``markRejected(id:reason:)``; rows still in flight when the process dies are put back to pending
@@ -196,7 +198,7 @@ public final class Outbox: Sendable {
         guard limit > 0 else { return [] }
         let nowMillis = Millis.from(now)
         do {
-            let (batch, quarantined) = try perform(.immediate) { db -> ([OutboxRecord], [(sequence: Int64, id: String, reason: String)]) in
+            let (batch, quarantined) = try perform(.immediate, durable: false) { db -> ([OutboxRecord], [(sequence: Int64, id: String, reason: String)]) in
                 let bound = try Int64.fetchOne(db.cachedStatement(sql: Self.inFlightHeadSQL)) ?? Int64.max
                 var batch: [OutboxRecord] = []
                 var quarantine: [(sequence: Int64, id: String, reason: String)] = []
@@ -263,7 +265,7 @@ public final class Outbox: Sendable {
     public func markSynced(ids: [String], now: Date = Date()) throws {
         guard !ids.isEmpty else { return }
         let nowMillis = Millis.from(now)
-        let missing = try write { db in
+        let missing = try write(durable: false) { db in
             let update = try db.cachedStatement(
                 sql: "UPDATE outbox SET state = 'synced', synced_at = ? WHERE id = ? AND state <> 'synced'")
             var missing: [String] = []
@@ -303,7 +305,7 @@ public final class Outbox: Sendable {
     public func markFailed(ids: [String], error: String, nextAttemptAt: Date) throws {
         guard !ids.isEmpty else { return }
         let nextMillis = Millis.from(nextAttemptAt)
-        let skipped = try write { db in
+        let skipped = try write(durable: false) { db in
             let update = try db.cachedStatement(sql: """
                 UPDATE outbox SET state = 'pending', attempts = attempts + 1, last_error = ?, next_attempt_at = ?
                 WHERE id = ? AND state IN ('pending', 'in_flight')
@@ -358,7 +360,7 @@ public final class Outbox: Sendable {
     /// Deletes `synced` rows whose `syncedAt` is before `olderThan`; returns how many. Unsynced rows are never purged.
     public func purgeSynced(olderThan: Date) throws -> Int {
         let cutoff = Millis.from(olderThan)
-        return try write { db in
+        return try write(durable: false) { db in
             try db.cachedStatement(sql: "DELETE FROM outbox WHERE state = 'synced' AND synced_at < ?")
                 .execute(arguments: [cutoff])
             return db.changesCount
@@ -530,11 +532,19 @@ public final class Outbox: Sendable {
     ///
     /// IMMEDIATE for writes takes the write lock up front, so a write never has to upgrade a read lock
     /// (an SQLITE_BUSY that the busy timeout cannot resolve when another process writes concurrently).
-    private func perform<T>(_ kind: Database.TransactionKind?, _ body: (Database) throws -> T) throws -> T {
+    private func perform<T>(_ kind: Database.TransactionKind?, durable: Bool = true, _ body: (Database) throws -> T) throws -> T {
         try dbQueue.writeWithoutTransaction { db in
             guard !closed.value else {
                 throw OutboxError.sqlite(code: SQLiteCode.misuse, message: "the outbox at \(path) is closed")
             }
+            if !durable {
+                // Delivery bookkeeping: committed to the WAL without its own fsync. The next
+                // durable commit (an enqueue) fsyncs the WAL and with it everything before, in
+                // order. A power cut can forget it, which only means a resend that central
+                // deduplicates by id.
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            defer { if !durable { try? db.execute(sql: "PRAGMA synchronous = FULL") } }
             guard let kind else { return try body(db) }
             var result: T?
             try db.inTransaction(kind) {
@@ -549,9 +559,9 @@ public final class Outbox: Sendable {
     }
 
     /// Runs `updates` in an IMMEDIATE write transaction, mapping every error to ``OutboxError``.
-    private func write<T>(_ updates: (Database) throws -> T) throws -> T {
+    private func write<T>(durable: Bool = true, _ updates: (Database) throws -> T) throws -> T {
         do {
-            return try perform(.immediate, updates)
+            return try perform(.immediate, durable: durable, updates)
         } catch {
             throw Self.mapError(error)
         }

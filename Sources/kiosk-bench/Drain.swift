@@ -10,7 +10,7 @@ final class Child {
     init(_ path: String, _ args: [String], log: String) throws {
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = args
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let h = FileHandle(forWritingAtPath: log)
         process.standardOutput = h
         process.standardError = h
