@@ -1,18 +1,45 @@
-// Without libFuzzer (a plain `swift build`), terminal-fuzz replays corpus files through the same
-// invariants. Built with -DTERMINAL_FUZZ_LIBFUZZER, libFuzzer supplies main instead.
+// terminal-fuzz's entry point. A plain `swift build` gives a corpus replayer running the same
+// invariants as the fuzzer; built with -DTERMINAL_FUZZ_LIBFUZZER (and -sanitize=fuzzer), main
+// hands over to libFuzzer's driver instead.
+//
+// Why not let libFuzzer supply main: SwiftPM's debug builds rename an executable's entry point to
+// `terminal_fuzz_main` and link with `--defsym main=terminal_fuzz_main`, so the product only
+// links when this module defines that entry point; ours calls LLVMFuzzerRunDriver.
 
-#if !TERMINAL_FUZZ_LIBFUZZER
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
 
-/// `terminal-fuzz [--write-seeds DIR] [FILE|DIR ...]`: replays inputs, exits 0 when all hold.
+#if TERMINAL_FUZZ_LIBFUZZER
+/// libFuzzer's driver (compiler-rt, linked by -sanitize=fuzzer): parses the flags and fuzzes `callback`.
+@_extern(c, "LLVMFuzzerRunDriver")
+func llvmFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+#endif
+
+/// `terminal-fuzz [--write-seeds DIR] [FILE|DIR ...]` replays inputs and exits 0 when all hold;
+/// the libFuzzer build takes libFuzzer's flags and corpus directories instead.
 @main
-struct TerminalFuzzReplay {
+struct TerminalFuzzMain {
     static func main() {
-        var args = Array(CommandLine.arguments.dropFirst())
+        #if TERMINAL_FUZZ_LIBFUZZER
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        // A closure, not the @_cdecl function itself: referencing that as a C pointer would emit
+        // a second LLVMFuzzerTestOneInput symbol in this file.
+        exit(llvmFuzzerRunDriver(&argc, &argv) { data, size in terminalFuzzTestOneInput(data, size) })
+        #else
+        replay(Array(CommandLine.arguments.dropFirst()))
+        #endif
+    }
+
+    static func replay(_ arguments: [String]) {
+        var args = arguments
         if args.first == "--write-seeds", args.count >= 2 {
             print("terminal-fuzz: wrote \(writeSeeds(to: args[1])) seeds to \(args[1])")
             args.removeFirst(2)
@@ -60,4 +87,3 @@ struct TerminalFuzzReplay {
         return ferror(f) == 0 ? out : nil
     }
 }
-#endif
