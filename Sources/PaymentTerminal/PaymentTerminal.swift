@@ -1,1 +1,0 @@
-// PaymentTerminal: the USB payment terminal link (protocol codec and libusb transport).
