@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-e2e demo bench clean help
+.PHONY: all deps build build-release test test-unit test-e2e demo bench fuzz clean help
 all: build
 
 help:
@@ -37,6 +37,10 @@ demo: deps build
 
 bench: deps build-release
 	@Provisioning/bench.sh $(BIN_RELEASE)
+
+# libFuzzer run of the terminal frame/message decoder (FUZZ_SECONDS, default 20).
+fuzz: deps
+	Devices/fuzz-terminal.sh $(or $(FUZZ_SECONDS),20)
 
 include Devices/testvm/testvm.mk
 
