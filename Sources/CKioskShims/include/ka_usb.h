@@ -7,6 +7,7 @@
 #include <linux/usb/ch9.h>
 #include <linux/usb/functionfs.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 
 /// libusb_set_option(ctx, LIBUSB_OPTION_LOG_LEVEL, level).
 static inline int ka_libusb_set_log_level(libusb_context *ctx, enum libusb_log_level level) {
@@ -15,6 +16,12 @@ static inline int ka_libusb_set_log_level(libusb_context *ctx, enum libusb_log_l
 /// libusb_set_option for options that take no argument (e.g. LIBUSB_OPTION_NO_DEVICE_DISCOVERY).
 static inline int ka_libusb_set_option_flag(libusb_context *ctx, enum libusb_option option) {
     return libusb_set_option(ctx, option);
+}
+
+/// Names the calling thread (shown by ps -L, top -H, gdb): USB event and I/O threads use it.
+/// prctl(2) is variadic; at most 15 bytes are kept.
+static inline int ka_usb_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
 }
 
 static const int KA_LIBUSB_HOTPLUG_MATCH_ANY = LIBUSB_HOTPLUG_MATCH_ANY;
