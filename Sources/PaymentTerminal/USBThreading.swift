@@ -6,6 +6,7 @@ import Glibc
 import Musl
 #endif
 import CKioskShims
+import Synchronization
 
 /// A mutex with a condition variable (pthread), for threads that block waiting for device data.
 package final class USBConditionLock: @unchecked Sendable {
@@ -66,12 +67,27 @@ package final class USBThread: Sendable {
     }
 
     private let thread: pthread_t
+    private let finished = Flag()
+
+    private final class Flag: Sendable {
+        let value = Atomic<Bool>(false)
+    }
 
     /// Starts `body` on a new thread named `name` (at most 15 bytes show in `ps`/`top`).
-    package init(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
+    /// `unblocking` signals are unblocked in the thread (it inherits its creator's mask, and
+    /// dispatch worker threads block most signals): pass the one ``interruptAndJoin(signal:)`` uses.
+    package init(name: String, unblocking signals: [Int32] = [], _ body: @escaping @Sendable () -> Void) throws(SystemCallError) {
+        let finished = self.finished
         let context = Unmanaged.passRetained(Body {
             _ = ka_usb_set_thread_name(name)
+            if !signals.isEmpty {
+                var set = sigset_t()
+                sigemptyset(&set)
+                for signal in signals { sigaddset(&set, signal) }
+                _ = pthread_sigmask(SIG_UNBLOCK, &set, nil)
+            }
             body()
+            finished.value.store(true, ordering: .releasing)
         }).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
@@ -84,6 +100,26 @@ package final class USBThread: Sendable {
             throw SystemCallError(call: "pthread_create(\(name))", code: rc)
         }
         self.thread = thread
+    }
+
+    /// Whether the thread's body has returned.
+    package var isFinished: Bool { finished.value.load(ordering: .acquiring) }
+
+    /// Sends `signal` to the thread (before ``join()``): with a handler installed without
+    /// SA_RESTART, a blocking system call of the thread returns EINTR.
+    package func signal(_ signal: Int32) {
+        _ = pthread_kill(thread, signal)
+    }
+
+    /// Sends `signal` every 20 ms until the thread's body has returned, then joins it: for
+    /// threads blocked in system calls that only a signal ends (the thread must check its stop
+    /// condition after EINTR). A signal sent between two calls is lost, hence the repetition.
+    package func interruptAndJoin(signal: Int32) {
+        while !isFinished {
+            self.signal(signal)
+            sleepNanos(20_000_000)
+        }
+        join()
     }
 
     /// Waits for the thread to end. Call once, never from the thread itself.
