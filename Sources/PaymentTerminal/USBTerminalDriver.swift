@@ -50,6 +50,13 @@ public final class USBTerminalDriver: Sendable {
         let transport: USBTransport
         let link: TerminalLink
         let since: UInt64
+        let departed = DepartedFlag()
+    }
+
+    /// Set when the device left (as opposed to the driver stopping): calls that were in flight
+    /// then end with ``LinkError/disconnected`` even if the link was closed under them.
+    private final class DepartedFlag: Sendable {
+        let value = Atomic<Bool>(false)
     }
 
     private struct State {
@@ -104,7 +111,7 @@ public final class USBTerminalDriver: Sendable {
         }
         waiters.forEach { $0.resume(returning: nil) }
         watcher.stop()
-        disconnect(reason: "driver stopped", onlyIf: nil)
+        disconnect(reason: "driver stopped", onlyIf: nil, departed: false)
         continuation.finish()
     }
 
@@ -148,8 +155,11 @@ public final class USBTerminalDriver: Sendable {
         do {
             return try body(connection.link)
         } catch let error as LinkError {
+            if error == .closed && connection.departed.value.load(ordering: .acquiring) {
+                throw LinkError.disconnected
+            }
             if error == .disconnected || !connection.link.isOpen {
-                disconnect(reason: "link: \(error)", onlyIf: connection.device)
+                disconnect(reason: "link: \(error)", onlyIf: connection.device, departed: error == .disconnected)
             }
             throw error
         }
@@ -162,7 +172,7 @@ public final class USBTerminalDriver: Sendable {
         case .arrived(let device):
             connect(device)
         case .left(let device):
-            disconnect(reason: "unplugged", onlyIf: device)
+            disconnect(reason: "unplugged", onlyIf: device, departed: true)
         }
     }
 
@@ -171,7 +181,7 @@ public final class USBTerminalDriver: Sendable {
             if let current = state.withLock({ $0.connection }) {
                 // A stale connection whose device is gone (its departure was missed): replace it.
                 guard current.transport.isClosed || !current.link.isOpen else { return }
-                closeLocked(reason: "replaced by a new arrival")
+                closeLocked(reason: "replaced by a new arrival", departed: true)
             }
             guard !state.withLock({ $0.stopped }) else { return }
             // Freshly enumerated devices may not be openable yet (udev applies permissions after
@@ -208,22 +218,30 @@ public final class USBTerminalDriver: Sendable {
         }
     }
 
-    /// Closes the connection (if it is `device`'s, when given).
-    private func disconnect(reason: String, onlyIf device: USBDeviceInfo?) {
+    /// Closes the connection (if it is `device`'s, when given). `departed`: the device is gone.
+    private func disconnect(reason: String, onlyIf device: USBDeviceInfo?, departed: Bool) {
         connectLock.withLock { _ in
             guard let current = state.withLock({ $0.connection }) else { return }
             if let device, !current.device.isSamePlugIn(as: device) { return }
-            closeLocked(reason: reason)
+            closeLocked(reason: reason, departed: departed)
         }
     }
 
-    private func closeLocked(reason: String) {
+    private func closeLocked(reason: String, departed: Bool) {
         guard let current = state.withLock({ s -> Connection? in
             defer { s.connection = nil }
             return s.connection
         }) else { return }
+        if departed { current.departed.value.store(true, ordering: .releasing) }
         // Transport first: the link's reader then ends at once instead of after a read timeout.
         current.transport.close()
+        if departed {
+            // Let the link see the disconnect itself (its reader's read fails at once now), so
+            // calls in flight end with LinkError.disconnected rather than .closed. Bounded: the
+            // reader's read returns within the link's inter-byte timeout.
+            let deadline = monotonicNanos() + linkConfiguration.interByteTimeout.clampedNanos + 200_000_000
+            while current.link.isOpen && monotonicNanos() < deadline { sleepNanos(1_000_000) }
+        }
         current.link.close()
         let seconds = Double(monotonicNanos() - current.since) / 1e9
         logger.info("payment terminal disconnected", metadata: ["device": "\(current.device)", "reason": "\(reason)", "connected_s": "\(seconds)"])
