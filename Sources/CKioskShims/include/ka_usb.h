@@ -36,6 +36,10 @@ static const unsigned long KA_FUNCTIONFS_ENDPOINT_REVMAP = FUNCTIONFS_ENDPOINT_R
 static const size_t KA_FFS_EVENT_SIZE = sizeof(struct usb_functionfs_event);
 static const size_t KA_FFS_EVENT_TYPE_OFFSET = offsetof(struct usb_functionfs_event, type);
 
+/// Sizes of the FunctionFS blob heads (magic, length, flags / counts) the Swift side writes.
+static const size_t KA_FFS_DESCS_HEAD_V2_SIZE = sizeof(struct usb_functionfs_descs_head_v2);
+static const size_t KA_FFS_STRINGS_HEAD_SIZE = sizeof(struct usb_functionfs_strings_head);
+
 // Wire layouts the Swift side writes and reads byte by byte (all little-endian, packed).
 _Static_assert(sizeof(struct usb_functionfs_event) == 12, "FunctionFS event: 8-byte setup + type + pad");
 _Static_assert(offsetof(struct usb_functionfs_event, type) == 8, "FunctionFS event type offset");
