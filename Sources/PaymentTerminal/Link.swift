@@ -32,20 +32,20 @@ public final class TerminalLink: Sendable {
 
     /// Sends a message and waits for its ACK, retransmitting on NAK or ACK timeout; throws
     /// ``LinkError/noAck(type:requestID:attempts:)`` after the last retransmission.
-    public func send(_ envelope: TerminalEnvelope) throws {
+    public func send(_ envelope: TerminalEnvelope) throws(LinkError) {
         try core.send(envelope)
     }
 
     /// Sends a request under a new request id and waits up to `timeout` (counted once the request
     /// is ACKed) for the response with that id. Responses arriving later are discarded.
-    public func request(_ message: TerminalMessage, timeout: Duration) throws -> TerminalEnvelope {
-        guard let expected = message.type.responseType else { throw LinkError.notARequest(message.type) }
+    public func request(_ message: TerminalMessage, timeout: Duration) throws(LinkError) -> TerminalEnvelope {
+        guard let expected = message.type.responseType else { throw .notARequest(message.type) }
         return try core.request(TerminalEnvelope(requestID: nextRequestID(), message: message), expecting: expected, timeout: timeout)
     }
 
     /// The next received request or notification (e.g. a payment result), or `nil` after `timeout`.
     /// Throws ``LinkError/refused(_:requestID:)`` for a message the codec refused, once per message.
-    public func receive(timeout: Duration) throws -> TerminalEnvelope? {
+    public func receive(timeout: Duration) throws(LinkError) -> TerminalEnvelope? {
         try core.receive(timeout: timeout)
     }
 

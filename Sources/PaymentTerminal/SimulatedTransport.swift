@@ -41,7 +41,8 @@ public final class SimulatedTransport: TerminalTransport, @unchecked Sendable {
                     out[3] ^= 0x01  // first payload byte: the LRC no longer matches
                 }
             } else if isControl {
-                c.ends[side].controlsWritten += out.count
+                c.ends[side].acksWritten += out.count { $0 == FrameByte.ack }
+                c.ends[side].naksWritten += out.count { $0 == FrameByte.nak }
                 if c.ends[side].dropControls > 0 {
                     c.ends[side].dropControls -= 1
                     return
@@ -106,8 +107,11 @@ public final class SimulatedTransport: TerminalTransport, @unchecked Sendable {
     /// Frames of this end dropped by ``dropNextFrames(_:)``.
     public var framesDropped: Int { cable.locked { c in c.ends[side].framesDropped } }
 
-    /// ACK/NAK bytes this end has written, dropped ones included.
-    public var controlsWritten: Int { cable.locked { c in c.ends[side].controlsWritten } }
+    /// ACK bytes this end has written, dropped ones included.
+    public var acksWritten: Int { cable.locked { c in c.ends[side].acksWritten } }
+
+    /// NAK bytes this end has written, dropped ones included.
+    public var naksWritten: Int { cable.locked { c in c.ends[side].naksWritten } }
 }
 
 /// The shared state of both ends, under one condition lock.
@@ -121,7 +125,8 @@ private final class Cable: @unchecked Sendable {
         var dropControls = 0
         var framesWritten = 0
         var framesDropped = 0
-        var controlsWritten = 0
+        var acksWritten = 0
+        var naksWritten = 0
     }
 
     struct State {
