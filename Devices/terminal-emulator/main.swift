@@ -1,5 +1,75 @@
 // terminal-emulator: plays the USB payment terminal through Linux FunctionFS (tests and demo),
 // and the host-side checks that drive it through the real libusb transport (test VM).
+// (This is the emulator's documentation: a README here would be an unhandled file of the target.)
+//
+// Plays the USB payment terminal through Linux **FunctionFS** (a USB gadget driven from user space),
+// so the agent's real libusb transport can be tested against the kernel's own USB stack
+// (`dummy_hcd` in the test VM; a board with a device-mode port works the same way). The same
+// binary carries the agent-side programs the VM test runs.
+//
+// ```
+// swift build --product terminal-emulator
+// .build/debug/terminal-emulator help
+// ```
+//
+// ## Playing the terminal
+//
+// ```
+// terminal-emulator --ffs /dev/ffs-NAME --scenario SCENARIO [--count N] [--serial S]
+//                   [--prompt-delay-ms MS] [--interrupt-in] [--seconds S] [--gadget NAME] [--verbose]
+// ```
+//
+// 1. A configfs gadget with an `ffs.NAME` function, FunctionFS mounted at `/dev/ffs-NAME`
+//    (`vm_ffs_gadget_create NAME 0x1209 0x4b41` in the test VM; ids of the
+//    `kiosk-emulated-terminal` profile).
+// 2. Start the emulator: it writes the descriptors (one vendor-specific interface; ep1 bulk IN —
+//    or interrupt IN with `--interrupt-in` —, ep2 bulk OUT; full and high speed) and the interface
+//    string to ep0, sets the gadget's iSerialNumber in configfs with `--serial`, prints `READY`.
+// 3. Bind the gadget to a UDC (`vm_ffs_bind NAME`). Each time the host configures the device
+//    (FunctionFS `ENABLE`) a session starts: a `TerminalLink` over the bulk endpoints plays the
+//    scenario until `DISABLE`/`UNBIND` or an `ESHUTDOWN`; the next `ENABLE` starts a new session.
+//
+// Scenarios (`TerminalScenario`, Sources/PaymentTerminal/USBTerminalScenario.swift; every scenario
+// answers PING with PONG carrying the serial, STATUS_REQUEST and DISPLAY_TEXT):
+//
+// | scenario | the terminal |
+// | --- | --- |
+// | `pay-confirm` | sends PAYMENT_RESULT after the agent's first message, answers SHOW_PROMPT "confirmed"; `--count` payments |
+// | `pay-decline` | the same, the shopper declines |
+// | `no-answer` | sends PAYMENT_RESULT, ACKs SHOW_PROMPT and never answers it |
+// | `garbage` | as pay-confirm with 1–24 random bytes (never ACK/NAK) before and after each frame |
+// | `full-pan` | a PAYMENT_RESULT carrying a full PAN, framed without its own codec's validation: the agent must refuse it |
+// | `unplug-mid-exchange` | on SHOW_PROMPT unbinds its gadget (writes "" to configfs `UDC`) and exits |
+// | `echo` | sends nothing by itself; answers everything (prompts after `--prompt-delay-ms`); for `kioskctl terminal test` |
+//
+// Lines on stdout: `READY`, `EVENT ...` (ep0), `SESSION n ...`, what the scenario did, `STOP ...`.
+// SIGTERM/SIGINT stop it cleanly (threads joined); closing ep0 unregisters the gadget.
+//
+// Threads: `ffs-ep0` (events, stalls control requests), `ffs-out` (blocking reads of ep2 into a
+// buffer), `ffs-in` (blocking writes of ep1; a write that nobody reads within its timeout is
+// interrupted with SIGUSR2 and reported as a timeout). The main loop runs on the main thread.
+//
+// ## Agent-side programs (through `USBTerminalDriver` and libusb)
+//
+// ```
+// terminal-emulator host-test [--profile FILE] [--serial S] [--count 200] [--gadget NAME] [--prompt-delay-ms MS] [--poll]
+// terminal-emulator host-scenario --scenario SCENARIO [--profile FILE] [--count N] [--poll] [--check-name NAME]
+// terminal-emulator sim-test [--count 200]
+// ```
+//
+// - `host-test`: open via hotplug (or `--poll`), PONG serial = USB iSerialNumber, `--count` PINGs
+//   (RTT median/p99/max), a prompt round trip; with `--gadget` it unbinds the gadget 150 ms into a
+//   prompt (expects `LinkError.disconnected`), checks calls fail fast while unplugged, rebinds and
+//   measures the reconnect through hotplug, then exchanges again. Needs the emulator's
+//   `--prompt-delay-ms` ≥ 300 (same value on both).
+// - `host-scenario`: the agent's side of one scenario (`TerminalScenarioCheck`, the checks the unit
+//   tests run against `SimulatedTerminal`).
+// - `sim-test`: PINGs through the in-process `SimulatedTerminal`: the link's own cost, the
+//   baseline for the USB figures.
+//
+// Each prints `PASS name: detail` / `FAIL name: detail`; exit status 1 on any failure.
+//
+// The VM test that puts it together: `Devices/testvm/tests/terminal-usb.sh` (see its header).
 #if canImport(Glibc)
 import Glibc
 #endif

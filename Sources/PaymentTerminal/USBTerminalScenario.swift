@@ -187,8 +187,10 @@ public final class TerminalScenarioPlayer: Sendable {
     private func receive(_ link: TerminalLink) throws -> TerminalEnvelope? {
         do {
             return try link.receive(timeout: .milliseconds(20))
-        } catch LinkError.refused(let error, let id) {
-            note("refused a message from the agent (request_id \(id.map(String.init) ?? "-")): \(error)")
+        } catch {
+            // (A `catch .refused(...)` clause over the typed LinkError crashes Swift 6.3's SILGen.)
+            guard case .refused(let refusal, let id) = error else { throw error }
+            note("refused a message from the agent (request_id \(id.map(String.init) ?? "-")): \(refusal)")
             return nil
         }
     }
