@@ -24,14 +24,32 @@ final class Checks: @unchecked Sendable {
     }
 }
 
-/// The profile to test: --profile FILE, else the repository's or the installed emulated one.
+/// The profile to test: --profile FILE, else the repository's or the installed emulated one;
+/// --vid/--pid override its ids.
 func loadProfile(_ options: Options) throws -> DeviceProfile {
-    if let path = options.optionalString("profile") { return try DeviceProfile.load(path: path) }
-    let candidates = ["Devices/profiles/kiosk-emulated-terminal.json", DeviceProfile.installedDirectory + "/kiosk-emulated-terminal.json"]
-    for path in candidates where access(path, R_OK) == 0 {
-        return try DeviceProfile.load(path: path)
+    var profile: DeviceProfile?
+    if let path = options.optionalString("profile") {
+        profile = try DeviceProfile.load(path: path)
+    } else {
+        let candidates = ["Devices/profiles/kiosk-emulated-terminal.json", DeviceProfile.installedDirectory + "/kiosk-emulated-terminal.json"]
+        for path in candidates where access(path, R_OK) == 0 {
+            profile = try DeviceProfile.load(path: path)
+            break
+        }
+        guard profile != nil else {
+            throw UsageError(description: "no profile: pass --profile FILE (looked for \(candidates.joined(separator: ", ")))")
+        }
     }
-    throw UsageError(description: "no profile: pass --profile FILE (looked for \(candidates.joined(separator: ", ")))")
+    guard var profile else { throw UsageError(description: "no profile") }
+    if options.optionalString("vid") != nil {
+        guard let vid = UInt16(exactly: try options.int("vid")) else { throw UsageError(description: "--vid: not a 16-bit id") }
+        profile.vendorID = vid
+    }
+    if options.optionalString("pid") != nil {
+        guard let pid = UInt16(exactly: try options.int("pid")) else { throw UsageError(description: "--pid: not a 16-bit id") }
+        profile.productID = pid
+    }
+    return profile
 }
 
 /// Starts the driver and waits for the terminal; prints the open check.

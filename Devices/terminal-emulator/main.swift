@@ -52,7 +52,7 @@
 // ## Agent-side programs (through `USBTerminalDriver` and libusb)
 //
 // ```
-// terminal-emulator host-test [--profile FILE] [--serial S] [--count 200] [--gadget NAME] [--prompt-delay-ms MS] [--poll]
+// terminal-emulator host-test [--profile FILE] [--vid V] [--pid P] [--serial S] [--count 200] [--gadget NAME] [--prompt-delay-ms MS] [--poll]
 // terminal-emulator host-scenario --scenario SCENARIO [--profile FILE] [--count N] [--poll] [--check-name NAME]
 // terminal-emulator sim-test [--count 200]
 // ```
@@ -88,7 +88,7 @@ let usage = """
           endpoint instead of bulk. Stops on SIGTERM/SIGINT, after --seconds (default 600), or when
           the scenario unplugs (the gadget is unbound and the process exits).
 
-      terminal-emulator host-test [--profile FILE] [--serial S] [--count 200] [--gadget NAME]
+      terminal-emulator host-test [--profile FILE] [--vid V --pid P] [--serial S] [--count 200] [--gadget NAME]
                         [--prompt-delay-ms MS] [--poll] [--verbose]
           the agent's side through libusb (USBTerminalDriver): open, PING x count (RTT median/p99),
           prompt round trip, and with --gadget an unbind in the middle of a prompt (LinkError.disconnected),

@@ -151,11 +151,10 @@ extension DeviceProfile {
 
     /// Parses a profile document. `source` names it in errors.
     public static func parse(_ data: Data, source: String) throws(DeviceProfileError) -> DeviceProfile {
-        let decoder = JSONDecoder()
-        decoder.userInfo[ProfileReader.sourceKey] = source
         do {
-            return try decoder.decode(ProfileDocument.self, from: data).profile
-        } catch let error as DeviceProfileError {
+            return try JSONDecoder().decode(ProfileDocument.self, from: data).profile
+        } catch var error as DeviceProfileError {
+            error.file = source  // the reader does not know the file: it is named here
             throw error
         } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
             let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
@@ -180,17 +179,14 @@ private struct AnyKey: CodingKey {
 }
 
 /// A JSON object being read field by field; every error names the file and the dotted path.
+/// Its errors leave the file empty; ``DeviceProfile/parse(_:source:)`` fills it in.
 private struct ProfileReader {
-    static let sourceKey = CodingUserInfoKey(rawValue: "kiosk.profile.source")!
-
     let container: KeyedDecodingContainer<AnyKey>
     let path: String
-    let source: String
 
-    init(_ container: KeyedDecodingContainer<AnyKey>, path: String, source: String, allowed: [String]) throws(DeviceProfileError) {
+    init(_ container: KeyedDecodingContainer<AnyKey>, path: String, allowed: [String]) throws(DeviceProfileError) {
         self.container = container
         self.path = path
-        self.source = source
         for key in container.allKeys where !allowed.contains(key.stringValue) {
             throw error(key.stringValue, "unknown field (allowed here: \(allowed.joined(separator: ", ")))")
         }
@@ -199,7 +195,7 @@ private struct ProfileReader {
     func field(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
     func error(_ key: String, _ message: String) -> DeviceProfileError {
-        DeviceProfileError(file: source, field: field(key), message: message)
+        DeviceProfileError(file: "", field: field(key), message: message)
     }
 
     func has(_ key: String) -> Bool { container.contains(AnyKey(key)) }
@@ -245,7 +241,7 @@ private struct ProfileReader {
         } catch {
             throw self.error(key, "expected an object")
         }
-        return try ProfileReader(nested, path: field(key), source: source, allowed: allowed)
+        return try ProfileReader(nested, path: field(key), allowed: allowed)
     }
 
     /// DecodingErrors that escaped a typed read (e.g. the top level is not an object).
@@ -265,14 +261,13 @@ private struct ProfileDocument: Decodable {
     let profile: DeviceProfile
 
     init(from decoder: any Decoder) throws {
-        let source = decoder.userInfo[ProfileReader.sourceKey] as? String ?? "profile"
         let top: KeyedDecodingContainer<AnyKey>
         do {
             top = try decoder.container(keyedBy: AnyKey.self)
         } catch {
-            throw DeviceProfileError(file: source, field: "", message: "the top level must be a JSON object")
+            throw DeviceProfileError(file: "", field: "", message: "the top level must be a JSON object")
         }
-        let root = try ProfileReader(top, path: "", source: source, allowed: ["name", "description", "protocol", "usb", "timeouts_ms"])
+        let root = try ProfileReader(top, path: "", allowed: ["name", "description", "protocol", "usb", "timeouts_ms"])
 
         let name = try root.string("name")
         guard !name.isEmpty, name.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }) else {
