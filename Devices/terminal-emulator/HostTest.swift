@@ -100,7 +100,7 @@ func runHostTest(_ options: Options) async throws -> Int32 {
             return (info, latencies)
         }
         let sorted = latencies.sorted()
-        checks.pass("ping-latency", "\(count) PING/PONG round trips, RTT median \(formatMillis(percentile(sorted, 50))) ms p99 \(formatMillis(percentile(sorted, 99))) ms max \(formatMillis(sorted.last ?? 0)) ms")
+        checks.pass("ping-latency", "\(count) PING/PONG round trips, RTT min \(formatMillis(sorted.first ?? 0)) ms p10 \(formatMillis(percentile(sorted, 10))) ms median \(formatMillis(percentile(sorted, 50))) ms p90 \(formatMillis(percentile(sorted, 90))) ms p99 \(formatMillis(percentile(sorted, 99))) ms max \(formatMillis(sorted.last ?? 0)) ms")
         checks.figures.append("ping RTT median \(formatMillis(percentile(sorted, 50))) ms p99 \(formatMillis(percentile(sorted, 99))) ms")
         if let info, info.serial == device.serial {
             checks.pass("pong-serial", "PONG serial \(info.serial) = USB iSerialNumber (model \(info.model), firmware \(info.firmware))")
@@ -255,6 +255,6 @@ func runSimTest(_ options: Options) throws -> Int32 {
         latencies.append(nowNanos() - t0)
     }
     latencies.sort()
-    say("PASS sim-ping-latency: \(count) PING/PONG round trips over the in-memory cable, RTT median \(formatMillis(percentile(latencies, 50))) ms p99 \(formatMillis(percentile(latencies, 99))) ms")
+    say("PASS sim-ping-latency: \(count) PING/PONG round trips over the in-memory cable, RTT min \(formatMillis(latencies.first ?? 0)) ms median \(formatMillis(percentile(latencies, 50))) ms p99 \(formatMillis(percentile(latencies, 99))) ms")
     return 0
 }
