@@ -180,13 +180,17 @@ final class LinkCore: @unchecked Sendable {
     // MARK: Sending
 
     func send(_ envelope: TerminalEnvelope) throws(LinkError) {
+        let payload: [UInt8]
+        do {
+            payload = try MessageCodec.encode(envelope)
+        } catch {
+            throw .encoding(error)
+        }
         let frame: [UInt8]
         do {
-            frame = try FrameCodec.encode(payload: try MessageCodec.encode(envelope))
-        } catch let e as MessageError {
-            throw .encoding(e)
+            frame = try FrameCodec.encode(payload: payload)
         } catch {
-            throw .encoding(.payloadTooLarge(FrameCodec.maxPayload + 1))
+            throw .encoding(.payloadTooLarge(payload.count))  // unreachable: the codec caps payloads at 4096
         }
         let type = envelope.message.type
         let id = envelope.requestID

@@ -409,7 +409,8 @@ enum Validation {
             do {
                 try PCIGuard.check(string: value, path: path)
             } catch let v as PCIViolation {
-                throw .pciViolation(v)
+                guard v.kind == .trackData else { throw .pciViolation(v) }
+                throw .pciViolation(PCIViolation(kind: v.kind, path: v.path, maskedValue: redactTrackRemainder(v.maskedValue)))
             } catch {
                 throw .pciViolation(PCIViolation(kind: .fullPAN, path: path, maskedValue: PANMask.maskAll(in: value)))
             }
@@ -441,6 +442,18 @@ enum Validation {
             return
         }
     }
+}
+
+/// Track data masked by `PANMask.maskAll` still shows expiry, service code, discretionary data and
+/// (track 1) the cardholder's name after the PAN: everything after the first `^` or `=` is starred.
+func redactTrackRemainder(_ masked: String) -> String {
+    var out = ""
+    var redacting = false
+    for c in masked {
+        out.append(redacting ? "*" : c)
+        if c == "^" || c == "=" { redacting = true }
+    }
+    return out
 }
 
 /// RFC 3339 `date-time` syntax and ranges: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.

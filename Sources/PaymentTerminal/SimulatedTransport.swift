@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Faults are injected on an end's *outgoing* traffic: drop or corrupt the next frames (writes
 /// starting with STX), drop the next ACK/NAK bytes, inject garbage, or cut the cable.
-public final class SimulatedTransport: TerminalTransport, @unchecked Sendable {
+public final class SimulatedTransport: TerminalTransport {
     // All mutable state lives in `cable`, guarded by its condition lock.
     private let cable: Cable
     private let side: Int

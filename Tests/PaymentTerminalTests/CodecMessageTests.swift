@@ -288,6 +288,10 @@ enum Samples {
             }
             #expect(v.kind == .trackData)
             expectNoPAN(error, "4111111111111111")
+            // Neither expiry, service code, discretionary data nor the name are shown.
+            let text = String(describing: error)
+            #expect(text.contains("411111******1111"))
+            #expect(!text.contains("2512") && !text.contains("DOE"), "\(text)")
         }
     }
 
