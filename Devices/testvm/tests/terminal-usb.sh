@@ -15,9 +15,11 @@
 #                          median/p99), a prompt, an unbind in the middle of a prompt
 #                          (LinkError.disconnected), rebind, reconnect via hotplug, exchange
 #   scenario-*             each emulator scenario against the agent-side checks (the ones the
-#                          unit tests run in-process); pay-decline also through polling
+#                          unit tests run in-process); pay-decline with the polling watcher
+#                          instead of hotplug
 #   checks-detect-mismatch negative control: expecting pay-decline from a pay-confirm terminal fails
-#   interrupt-in           the same over an interrupt IN endpoint (profile type "interrupt")
+#   interrupt-in           the echo scenario over an interrupt IN endpoint (a profile saying
+#                          "interrupt", the emulator's --interrupt-in)
 . "$TESTVM_LIB"
 REPO=${TESTVM_REPO:-$(pwd)}
 BIN=${1:-$REPO/.build/debug/terminal-emulator}
