@@ -7,6 +7,7 @@
 #include <linux/usb/ch9.h>
 #include <linux/usb/functionfs.h>
 #include <stddef.h>
+#include <sys/prctl.h>
 
 /// libusb_set_option(ctx, LIBUSB_OPTION_LOG_LEVEL, level).
 static inline int ka_libusb_set_log_level(libusb_context *ctx, enum libusb_log_level level) {
@@ -15,6 +16,12 @@ static inline int ka_libusb_set_log_level(libusb_context *ctx, enum libusb_log_l
 /// libusb_set_option for options that take no argument (e.g. LIBUSB_OPTION_NO_DEVICE_DISCOVERY).
 static inline int ka_libusb_set_option_flag(libusb_context *ctx, enum libusb_option option) {
     return libusb_set_option(ctx, option);
+}
+
+/// Names the calling thread (shown by ps -L, top -H, gdb): USB event and I/O threads use it.
+/// prctl(2) is variadic; at most 15 bytes are kept.
+static inline int ka_usb_set_thread_name(const char *name) {
+    return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL);
 }
 
 static const int KA_LIBUSB_HOTPLUG_MATCH_ANY = LIBUSB_HOTPLUG_MATCH_ANY;
@@ -28,6 +35,10 @@ static const unsigned long KA_FUNCTIONFS_ENDPOINT_REVMAP = FUNCTIONFS_ENDPOINT_R
 /// Size of one event read from a FunctionFS ep0; its type byte is at KA_FFS_EVENT_TYPE_OFFSET.
 static const size_t KA_FFS_EVENT_SIZE = sizeof(struct usb_functionfs_event);
 static const size_t KA_FFS_EVENT_TYPE_OFFSET = offsetof(struct usb_functionfs_event, type);
+
+/// Sizes of the FunctionFS blob heads (magic, length, flags / counts) the Swift side writes.
+static const size_t KA_FFS_DESCS_HEAD_V2_SIZE = sizeof(struct usb_functionfs_descs_head_v2);
+static const size_t KA_FFS_STRINGS_HEAD_SIZE = sizeof(struct usb_functionfs_strings_head);
 
 // Wire layouts the Swift side writes and reads byte by byte (all little-endian, packed).
 _Static_assert(sizeof(struct usb_functionfs_event) == 12, "FunctionFS event: 8-byte setup + type + pad");

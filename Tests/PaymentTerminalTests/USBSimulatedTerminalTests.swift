@@ -1,0 +1,81 @@
+import Logging
+import Testing
+
+@testable import PaymentTerminal
+
+/// Every scenario of the scripted terminal, through a real TerminalLink on the agent's side over
+/// the in-memory cable: the same agent-side checks the VM test runs over USB.
+@Suite("Simulated terminal scenarios")
+struct USBSimulatedTerminalTests {
+    let logger = Logger(label: "test.sim-terminal")
+
+    private func run(_ scenario: TerminalScenario, options: TerminalScenarioOptions = .init()) throws -> (summary: String, terminal: SimulatedTerminal) {
+        let terminal = try SimulatedTerminal(scenario: scenario, options: options, logger: logger)
+        let link = TerminalLink(transport: terminal.hostTransport, configuration: LinkConfiguration(), logger: logger)
+        defer { link.close() }
+        let summary = try TerminalScenarioCheck.run(scenario, options: options, link: link, answerTimeout: .seconds(5), noAnswerTimeout: .milliseconds(400))
+        return (summary, terminal)
+    }
+
+    @Test(arguments: TerminalScenario.allCases)
+    func scenarioBehavesAsSpecified(_ scenario: TerminalScenario) throws {
+        let (summary, terminal) = try run(scenario)
+        defer { terminal.stop() }
+        #expect(summary.hasPrefix(scenario.rawValue))
+    }
+
+    @Test func payConfirmPlaysEveryPayment() throws {
+        let options = TerminalScenarioOptions(payments: 3, paymentInterval: .milliseconds(10))
+        let (summary, terminal) = try run(.payConfirm, options: options)
+        defer { terminal.stop() }
+        #expect(summary.contains("3 payment(s)"))
+        #expect(terminal.player.paymentsSent == 3)
+        #expect(terminal.transcript.filter { $0.hasPrefix("answered SHOW_PROMPT") }.count == 3)
+    }
+
+    @Test func garbageReallyPutsBytesOnTheLine() throws {
+        let (_, terminal) = try run(.garbage, options: TerminalScenarioOptions(payments: 2, paymentInterval: .milliseconds(10)))
+        defer { terminal.stop() }
+        #expect(terminal.transcript.contains { $0.contains("garbage bytes") })
+    }
+
+    @Test func unplugCutsTheCable() throws {
+        let (_, terminal) = try run(.unplugMidExchange)
+        defer { terminal.stop() }
+        #expect(throws: TransportError.disconnected) { try terminal.hostTransport.write([0x06], timeout: .milliseconds(10)) }
+        #expect(terminal.transcript.contains { $0.contains("UNPLUG") })
+    }
+
+    @Test func fullPANNeverReachesTheAgentInClear() throws {
+        let terminal = try SimulatedTerminal(scenario: .fullPAN, logger: logger)
+        defer { terminal.stop() }
+        let link = TerminalLink(transport: terminal.hostTransport, configuration: LinkConfiguration(), logger: logger)
+        defer { link.close() }
+        _ = try link.request(.ping, timeout: .seconds(5))
+        let error = #expect(throws: LinkError.self) { _ = try link.receive(timeout: .seconds(5)) }
+        guard case .refused(let refusal, _)? = error else {
+            Issue.record("expected a refusal, got \(String(describing: error))")
+            return
+        }
+        #expect(refusal.isPCIRefusal)
+        #expect(!"\(refusal)".contains(TerminalScenarioOptions.testFullPAN))
+    }
+
+    @Test func promptDelayIsHonoured() throws {
+        let options = TerminalScenarioOptions(promptDelay: .milliseconds(150))
+        let terminal = try SimulatedTerminal(scenario: .echo, options: options, logger: logger)
+        defer { terminal.stop() }
+        let link = TerminalLink(transport: terminal.hostTransport, configuration: LinkConfiguration(), logger: logger)
+        defer { link.close() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let answer = try link.request(.showPrompt(TerminalScenarioCheck.creditPrompt), timeout: .seconds(5))
+        #expect(answer.message == .promptResult(.confirmed(buttonIndex: 0)))
+        #expect(clock.now - start >= .milliseconds(150))
+    }
+
+    @Test func scenarioNamesMatchTheEmulatorsCommandLine() {
+        #expect(TerminalScenario.allCases.map(\.rawValue).sorted()
+            == ["echo", "full-pan", "garbage", "no-answer", "pay-confirm", "pay-decline", "unplug-mid-exchange"])
+    }
+}
