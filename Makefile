@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-e2e demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-terminal-usb demo bench fuzz clean help
 all: build
 
 help:
@@ -29,8 +29,13 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm
+test: deps test-unit test-vm test-terminal-usb
 	@echo "make test: all suites passed"
+
+# The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
+# libusb transport, hotplug reconnect after an unplug (see Devices/testvm/tests/terminal-usb.sh).
+test-terminal-usb: deps testvm-setup
+	Devices/testvm/tests/terminal-usb-vm.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)
