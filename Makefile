@@ -29,7 +29,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm test-terminal-usb
+test: deps test-unit test-vm test-terminal-usb fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
