@@ -36,6 +36,8 @@ let package = Package(
             pkgConfig: "libv4l2",
             providers: [.apt(["libv4l-dev"])]
         ),
+        // The one errno helper (no Foundation: also used by the VM self-check binary).
+        .target(name: "KioskSys"),
         .target(
             name: "CKioskShims",
             dependencies: ["CCurl", "CLibUSB", "CV4L2"]
@@ -69,14 +71,14 @@ let package = Package(
         .target(
             name: "PaymentTerminal",
             dependencies: [
-                "KioskCore", "CLibUSB", "CKioskShims",
+                "KioskCore", "KioskSys", "CLibUSB", "CKioskShims",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The USB terminal emulator: plays the device through Linux FunctionFS (tests and demo).
         .executableTarget(
             name: "terminal-emulator",
-            dependencies: ["PaymentTerminal", "CKioskShims"],
+            dependencies: ["PaymentTerminal", "KioskSys", "CKioskShims"],
             path: "Devices/terminal-emulator"
         ),
         // libFuzzer entry for the terminal frame decoder (swift build -Xswiftc -sanitize=fuzzer).
@@ -135,7 +137,7 @@ let package = Package(
         ),
 
         // MARK: Test VM self-checks (run inside the qemu test VM against the kernel's drivers)
-        .executableTarget(name: "vm-selfcheck", dependencies: ["CLibUSB", "CV4L2", "CKioskShims"]),
+        .executableTarget(name: "vm-selfcheck", dependencies: ["KioskSys", "CLibUSB", "CV4L2", "CKioskShims"]),
 
         // MARK: Tests
         .testTarget(name: "KioskCoreTests", dependencies: ["KioskCore"]),
@@ -145,7 +147,7 @@ let package = Package(
         ),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
-        .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskCore"]),
+        .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskSys", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]

@@ -1,6 +1,7 @@
 // The terminal's USB side through Linux FunctionFS: descriptors and strings written to ep0, ep0
 // events followed on a thread of their own, and a TerminalTransport over the bulk endpoints.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 import CKioskShims

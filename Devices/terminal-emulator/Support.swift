@@ -1,5 +1,6 @@
 // Output, arguments and configfs helpers of the terminal emulator.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 import PaymentTerminal

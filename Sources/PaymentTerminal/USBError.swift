@@ -1,5 +1,6 @@
 // The one place where libusb return codes and errnos become typed Swift errors.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -55,18 +56,7 @@ package func libusbCheck(_ call: @autoclosure () -> String, _ rc: Int32) throws(
     return rc
 }
 
-/// A failed system call: which call, and the errno it left.
-public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var call: String
-    public var code: Int32
-
-    public init(call: String, code: Int32) {
-        self.call = call
-        self.code = code
-    }
-
-    public var description: String { "\(call) failed: \(errnoName(code)) (\(code), \(String(cString: strerror(code))))" }
-
+extension SystemCallError {
     /// The USB link went down under the call: a FunctionFS endpoint ends in-flight I/O with
     /// ESHUTDOWN on unbind/disable; ENODEV when the function is gone.
     public var isDisconnect: Bool { code == ESHUTDOWN || code == ENODEV }
@@ -76,45 +66,5 @@ public struct SystemCallError: Error, Sendable, Equatable, CustomStringConvertib
         if isDisconnect { return .disconnected }
         if code == ETIMEDOUT { return .timeout }
         return .io(description)
-    }
-}
-
-/// Runs `body` (returning -1 and setting errno on failure), retrying on EINTR; any other errno
-/// throws a ``SystemCallError`` naming `call`.
-@discardableResult
-package func systemCall<T: BinaryInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws(SystemCallError) -> T {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let code = ka_errno()
-        if code == EINTR { continue }
-        throw SystemCallError(call: call(), code: code)
-    }
-}
-
-/// The symbolic name of the errnos device code meets; others print as `errno`.
-package func errnoName(_ code: Int32) -> String {
-    switch code {
-    case EPERM: "EPERM"
-    case ENOENT: "ENOENT"
-    case EINTR: "EINTR"
-    case EIO: "EIO"
-    case ENXIO: "ENXIO"
-    case EBADF: "EBADF"
-    case EAGAIN: "EAGAIN"
-    case ENOMEM: "ENOMEM"
-    case EACCES: "EACCES"
-    case EFAULT: "EFAULT"
-    case EBUSY: "EBUSY"
-    case ENODEV: "ENODEV"
-    case EINVAL: "EINVAL"
-    case ENOTTY: "ENOTTY"
-    case EPIPE: "EPIPE"
-    case ENOSPC: "ENOSPC"
-    case ETIMEDOUT: "ETIMEDOUT"
-    case ESHUTDOWN: "ESHUTDOWN"
-    case EOVERFLOW: "EOVERFLOW"
-    case ECONNRESET: "ECONNRESET"
-    default: "errno"
     }
 }

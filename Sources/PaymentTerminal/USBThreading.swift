@@ -1,6 +1,7 @@
 // Threads and a condition lock for device I/O. Blocking libusb and FunctionFS calls run on these
 // dedicated POSIX threads, never on Swift's cooperative pool.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #elseif canImport(Musl)
 import Musl

@@ -5,55 +5,11 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import KioskSys
 
-/// A failed system call or ioctl: which one, and the errno it left.
-struct SysError: Error, CustomStringConvertible {
-    let call: String
-    let code: Int32
+/// The project's errno error (KioskSys), under the name this target's code uses.
+typealias SysError = SystemCallError
 
-    var description: String {
-        "\(call) failed: \(errnoName(code)) (\(code), \(String(cString: strerror(code))))"
-    }
-}
-
-/// Runs `body` (a call returning -1 and setting errno on failure), retrying on EINTR, and throws
-/// a `SysError` naming `call` for any other errno.
-@discardableResult
-func sys<T: BinaryInteger>(_ call: @autoclosure () -> String, _ body: () -> T) throws(SysError) -> T {
-    while true {
-        let result = body()
-        if result != -1 { return result }
-        let code = errno
-        if code == EINTR { continue }
-        throw SysError(call: call(), code: code)
-    }
-}
-
-/// Symbolic names of the errnos device code meets (the rest print as numbers with strerror).
-func errnoName(_ code: Int32) -> String {
-    switch code {
-    case EPERM: "EPERM"
-    case ENOENT: "ENOENT"
-    case EINTR: "EINTR"
-    case EIO: "EIO"
-    case ENXIO: "ENXIO"
-    case EBADF: "EBADF"
-    case EAGAIN: "EAGAIN"
-    case ENOMEM: "ENOMEM"
-    case EACCES: "EACCES"
-    case EFAULT: "EFAULT"
-    case EBUSY: "EBUSY"
-    case ENODEV: "ENODEV"
-    case EINVAL: "EINVAL"
-    case ENOTTY: "ENOTTY"
-    case EPIPE: "EPIPE"
-    case ENOSPC: "ENOSPC"
-    case ETIMEDOUT: "ETIMEDOUT"
-    case ESHUTDOWN: "ESHUTDOWN"
-    case EOVERFLOW: "EOVERFLOW"
-    default: "errno"
-    }
-}
 
 /// One line to stdout in one write(2): unbuffered, so a test script can wait for it, and never
 /// interleaved with lines from other threads.

@@ -2,6 +2,7 @@
 // a bulk IN and a bulk OUT endpoint (full and high speed); whatever arrives on bulk OUT goes back
 // on bulk IN upper-cased behind a prefix, so the host can tell an echo from a loop-back.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 import CKioskShims
@@ -53,7 +54,7 @@ func ffsStringsBlob(interfaceName: String) -> [UInt8] {
 }
 
 private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ what: String) throws(SysError) {
-    let n = try sys(what) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    let n = try systemCall(what) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
     guard n == bytes.count else { throw SysError(call: "\(what) (short write \(n)/\(bytes.count))", code: EIO) }
 }
 
@@ -86,7 +87,7 @@ private func echoLoop(epIn: Int32, epOut: Int32, prefix: [UInt8], stats: EchoSta
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {
         do throws(SysError) {
-            let n = try sys("read bulk OUT") { buffer.withUnsafeMutableBytes { read(epOut, $0.baseAddress, $0.count) } }
+            let n = try systemCall("read bulk OUT") { buffer.withUnsafeMutableBytes { read(epOut, $0.baseAddress, $0.count) } }
             let response = echoResponse(prefix: prefix, request: buffer[0..<n])
             try writeAll(epIn, response, "write bulk IN")
             stats.echoes.add(1, ordering: .relaxed)
@@ -104,11 +105,11 @@ func runUSBFFSDevice(_ options: Options) throws -> Int32 {
     let prefix = Array(try options.string("prefix", default: "ECHO:").utf8)
     let seconds = try options.int("seconds", default: 120)
 
-    let ep0 = try sys("open \(dir)/ep0") { open(dir + "/ep0", O_RDWR) }
+    let ep0 = try systemCall("open \(dir)/ep0") { open(dir + "/ep0", O_RDWR) }
     try writeAll(ep0, ffsDescriptorBlob(), "write descriptors to \(dir)/ep0")
     try writeAll(ep0, ffsStringsBlob(interfaceName: "kiosk-agent echo"), "write strings to \(dir)/ep0")
-    let epIn = try sys("open \(dir)/ep1") { open(dir + "/ep1", O_RDWR) }
-    let epOut = try sys("open \(dir)/ep2") { open(dir + "/ep2", O_RDWR) }
+    let epIn = try systemCall("open \(dir)/ep1") { open(dir + "/ep1", O_RDWR) }
+    let epOut = try systemCall("open \(dir)/ep2") { open(dir + "/ep2", O_RDWR) }
 
     // SIGTERM/SIGINT are blocked (before any thread starts) and collected between polls.
     var mask = sigset_t()
@@ -130,10 +131,10 @@ func runUSBFFSDevice(_ options: Options) throws -> Int32 {
         let signal = sigtimedwait(&mask, nil, &noWait)
         if signal > 0 { stopReason = "signal \(signal)"; break loop }
         var fds = [pollfd(fd: ep0, events: Int16(POLLIN), revents: 0)]
-        let ready = try sys("poll ep0") { poll(&fds, 1, 200) }
+        let ready = try systemCall("poll ep0") { poll(&fds, 1, 200) }
         if ready == 0 { continue }
         guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
-        let n = try sys("read events from \(dir)/ep0") { events.withUnsafeMutableBytes { read(ep0, $0.baseAddress, $0.count) } }
+        let n = try systemCall("read events from \(dir)/ep0") { events.withUnsafeMutableBytes { read(ep0, $0.baseAddress, $0.count) } }
         for offset in stride(from: 0, to: n - eventSize + 1, by: eventSize) {
             let type = events[offset + Int(KA_FFS_EVENT_TYPE_OFFSET)]
             guard UInt32(type) == FUNCTIONFS_SETUP.rawValue else {

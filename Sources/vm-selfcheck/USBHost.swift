@@ -1,5 +1,6 @@
 // usb-host and usb-hotplug: the libusb side of the FunctionFS echo device.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 import CKioskShims

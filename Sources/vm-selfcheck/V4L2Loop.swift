@@ -1,6 +1,7 @@
 // v4l2-loop: write a known frame to vivid's HDMI output and capture it back, byte for byte,
 // from the HDMI input of vivid's capture node, through libv4l2 and mmap streaming on both ends.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 import CKioskShims
@@ -13,7 +14,7 @@ final class V4L2Device {
 
     init(path: String) throws(SysError) {
         self.path = path
-        fd = try sys("v4l2_open \(path)") { ka_v4l2_open(path, O_RDWR | O_NONBLOCK) }
+        fd = try systemCall("v4l2_open \(path)") { ka_v4l2_open(path, O_RDWR | O_NONBLOCK) }
     }
 
     deinit { _ = ka_v4l2_close(fd) }
@@ -24,7 +25,7 @@ final class V4L2Device {
         let path = self.path
         let result: Result<Void, SysError> = withUnsafeMutablePointer(to: &arg) { ptr in
             do throws(SysError) {
-                try sys("\(name) on \(path)") { ka_v4l2_ioctl(fd, request, ptr) }
+                try systemCall("\(name) on \(path)") { ka_v4l2_ioctl(fd, request, ptr) }
                 return .success(())
             } catch {
                 return .failure(error)
@@ -227,7 +228,7 @@ func runV4L2Loop(_ options: Options) throws -> Int32 {
     while identical < wantMatches, monotonicNanos() < deadline {
         var fds = [pollfd(fd: cap.fd, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: out.fd, events: Int16(POLLOUT), revents: 0)]
-        let ready = try sys("poll") { poll(&fds, nfds_t(fds.count), 1000) }
+        let ready = try systemCall("poll") { poll(&fds, nfds_t(fds.count), 1000) }
         if ready == 0 { continue }
         if fds[0].revents & Int16(POLLERR) != 0 || fds[1].revents & Int16(POLLERR) != 0 {
             throw V4L2LoopFailure(description: "poll reported POLLERR (streaming stopped?)")

@@ -2,6 +2,7 @@
 // against the kernel's own drivers: vivid for V4L2, dummy_hcd + FunctionFS for USB.
 // Each prints an "OK <check>: ..." or "FAIL <check>: ..." line and exits non-zero on failure.
 #if canImport(Glibc)
+import KioskSys
 import Glibc
 #endif
 

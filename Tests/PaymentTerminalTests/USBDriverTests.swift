@@ -1,3 +1,4 @@
+import KioskSys
 import Glibc
 import Logging
 import Synchronization

@@ -1,3 +1,4 @@
+import KioskSys
 import CLibUSB
 import Glibc
 import Testing
