@@ -128,7 +128,7 @@ public final class SyncService: Service, Sendable {
             case .delivered:
                 continue
             case .idle:
-                ignoreBackoff = await doorbell.wait(timeout: idleWait())
+                ignoreBackoff = await doorbell.wait(timeout: await idleWait())
             case let .failed(delay):
                 // New enqueues do not cut a backoff short (that would hammer a failing
                 // server); a network change does.
@@ -145,8 +145,11 @@ public final class SyncService: Service, Sendable {
         }
     }
 
-    private func idleWait() -> Duration {
-        guard let next = try? outbox.stats().nextAttemptAt else { return idlePoll }
+    /// How long to sleep when idle: until the head row is due, at most the idle poll. The
+    /// outbox read runs on the executor's thread, not on Swift's cooperative pool.
+    private func idleWait() async -> Duration {
+        let outbox = self.outbox
+        guard let next = await executor.run({ try? outbox.stats().nextAttemptAt }) else { return idlePoll }
         let ms = Int64(max(0, next.timeIntervalSinceNow) * 1000) + 5
         return min(idlePoll, .milliseconds(ms))
     }
