@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync", "CKioskShims",
+                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "CKioskShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -53,8 +53,87 @@ public struct AgentConfig: Sendable, Equatable {
     /// Whether the control socket accepts `submit` (test and demo feeds; off in production).
     public var allowSubmit = false
 
+    /// The key that signs authorization records (PEM, P-256); created on first start when absent
+    /// (a development key until provisioning installs the device's own). Default: `<state_dir>/authorization-key.pem`.
+    public var signingKeyFile: String?
+
+    /// Payment terminal driver: "none", "usb" (libusb, by profile) or "simulated" (demo, tests).
+    public var terminalDriver = "none"
+    /// The USB terminal's device profile (JSON, see Devices/profiles).
+    public var terminalProfile = "/usr/share/kiosk-agent/profiles/kiosk-emulated-terminal.json"
+    /// The terminal's serial, when several of the profile's terminals are plugged in.
+    public var terminalSerial: String?
+    /// The simulated terminal's scenario (see `terminal-emulator --help`).
+    public var simulatedScenario = "pay-confirm"
+    /// Payments the simulated terminal plays.
+    public var simulatedPayments = 3
+    /// Pause between the simulated terminal's payments.
+    public var simulatedIntervalMillis = 1_500
+    /// How long the simulated shopper takes to answer.
+    public var simulatedAnswerMillis = 500
+
+    /// Smallest amount offered credit, in minor units.
+    public var minAmountMinor: Int64 = 10_000
+    /// Largest amount offered credit, in minor units.
+    public var maxAmountMinor: Int64 = 5_000_000
+    /// Currencies offered credit, comma-separated ISO 4217 codes.
+    public var currencies = "CNY"
+    /// Merchants offered credit, comma-separated; empty: this kiosk's merchant.
+    public var merchants = ""
+    /// No second offer for the same payment token within this many seconds.
+    public var cooldownSeconds = 600
+    /// How long the shopper has to answer the consent prompt.
+    public var promptTimeoutSeconds = 60
+    /// Whether a passed liveness check is required before an application is created.
+    public var requireLiveness = true
+    /// Liveness step: "none" (inconclusive: no application when required) or "simulated" (demo).
+    public var livenessMode = "none"
+    /// The consent text shown (UTF-8 file); empty: the built-in sample text.
+    public var consentFile: String?
+    /// The consent text's id.
+    public var consentID = "instalment-consent"
+    /// The consent text's version.
+    public var consentVersion = "2026.11-sample"
+    /// The consent text's language (BCP 47).
+    public var consentLanguage = "en"
+
     /// The defaults.
     public init() {}
+
+    /// The signing key's path.
+    public var signingKeyPath: String {
+        signingKeyFile ?? (stateDirectory as NSString).appendingPathComponent("authorization-key.pem")
+    }
+
+    /// The built-in consent text (a sample, plainly marked; deployments configure their lender's).
+    public static let sampleConsentText = """
+        SAMPLE — NOT A REAL CREDIT AGREEMENT.
+        By confirming, you apply for instalment credit for this purchase. The lender will assess your \
+        application, may check your credit record, and will send you the agreement to sign before any \
+        credit is granted. You may withdraw within 14 days. Your payment token, masked card number and a \
+        face-liveness result are sent to the lender with this application; no card number or photo is stored.
+        """
+
+    /// The checkout rules and consent text, as the state machine takes them.
+    public func checkoutContext() throws -> CheckoutContext {
+        let text: String
+        if let consentFile {
+            do {
+                text = try String(contentsOfFile: consentFile, encoding: .utf8)
+            } catch {
+                throw ConfigError(source: consentFile, key: "checkout.consent_file", message: "cannot read: \(error.localizedDescription)")
+            }
+        } else {
+            text = Self.sampleConsentText
+        }
+        let list = { (s: String) in Set(s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }) }
+        let merchantSet = list(merchants)
+        let rules = EligibilityRules(minAmountMinor: minAmountMinor, maxAmountMinor: maxAmountMinor, currencies: list(currencies),
+                                     merchants: merchantSet.isEmpty ? [merchantID] : merchantSet, cooldownSeconds: TimeInterval(cooldownSeconds))
+        return CheckoutContext(deviceID: deviceID, merchantID: merchantID, rules: rules,
+                               consent: ConsentText(id: consentID, version: consentVersion, language: consentLanguage, text: text),
+                               requireLiveness: requireLiveness)
+    }
 
     /// The outbox database path.
     public var databasePath: String { (stateDirectory as NSString).appendingPathComponent("outbox.sqlite") }
@@ -169,6 +248,26 @@ extension AgentConfig {
         "control.socket": str(\.controlSocket),
         "control.group": str(\.controlGroup),
         "control.allow_submit": bool(\.allowSubmit),
+        "agent.signing_key_file": optStr(\.signingKeyFile),
+        "terminal.driver": str(\.terminalDriver),
+        "terminal.profile": str(\.terminalProfile),
+        "terminal.serial": optStr(\.terminalSerial),
+        "terminal.simulated_scenario": str(\.simulatedScenario),
+        "terminal.simulated_payments": int(\.simulatedPayments, 0...1_000_000),
+        "terminal.simulated_interval_ms": int(\.simulatedIntervalMillis, 0...3_600_000),
+        "terminal.simulated_answer_ms": int(\.simulatedAnswerMillis, 0...600_000),
+        "checkout.min_amount_minor": int64(\.minAmountMinor, 1...(1 << 50)),
+        "checkout.max_amount_minor": int64(\.maxAmountMinor, 1...(1 << 50)),
+        "checkout.currencies": str(\.currencies),
+        "checkout.merchants": str(\.merchants),
+        "checkout.cooldown_s": int(\.cooldownSeconds, 0...31_536_000),
+        "checkout.prompt_timeout_s": int(\.promptTimeoutSeconds, 1...600),
+        "checkout.require_liveness": bool(\.requireLiveness),
+        "checkout.consent_file": optStr(\.consentFile),
+        "checkout.consent_id": str(\.consentID),
+        "checkout.consent_version": str(\.consentVersion),
+        "checkout.consent_language": str(\.consentLanguage),
+        "liveness.mode": str(\.livenessMode),
     ]
 
     /// Every key the config understands, as `table.key`.
@@ -254,6 +353,15 @@ extension AgentConfig {
         }
         guard ApplicationID.isValid(deviceID) else {
             throw ConfigError(source: source, key: "agent.device_id", message: "must be 1–64 characters of [A-Za-z0-9._-]")
+        }
+        guard ["none", "usb", "simulated"].contains(terminalDriver) else {
+            throw ConfigError(source: source, key: "terminal.driver", message: "must be none, usb or simulated (got \(terminalDriver))")
+        }
+        guard ["none", "simulated"].contains(livenessMode) else {
+            throw ConfigError(source: source, key: "liveness.mode", message: "must be none or simulated (got \(livenessMode))")
+        }
+        guard minAmountMinor <= maxAmountMinor else {
+            throw ConfigError(source: source, key: "checkout.min_amount_minor", message: "is above checkout.max_amount_minor")
         }
         if !centralURL.isEmpty {
             guard centralURL.hasPrefix("https://") else {

@@ -2,6 +2,7 @@ import Foundation
 import KioskCore
 import Logging
 import Outbox
+import PaymentTerminal
 import ServiceLifecycle
 import Synchronization
 import Sync
@@ -106,6 +107,14 @@ struct StatusLogService: Service {
     }
 }
 
+/// The agent could not start a device or service (not a config error).
+public struct AgentStartError: Error, Sendable, CustomStringConvertible {
+    /// What failed and why.
+    public var message: String
+    /// The message.
+    public var description: String { message }
+}
+
 /// The running agent: outbox, sync loop, control socket and lifecycle, wired from a config.
 public final class AgentDaemon: Sendable {
     /// The configuration it runs with.
@@ -121,6 +130,12 @@ public final class AgentDaemon: Sendable {
     private let logger: Logger
     private let startedAt = Date()
     private let lastEnqueueError = Mutex<String?>(nil)
+    /// Live events (checkout transitions, terminal changes) for `watch` and the screen.
+    public let events = EventBus()
+    /// The payment terminal, when one is configured.
+    public let terminal: (any TerminalPort)?
+    /// The checkout flow, when a terminal is configured.
+    public let checkouts: CheckoutRunner?
 
     /// Opens the state directory and the outbox (migrating it); devices are enumerated here later.
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
@@ -139,15 +154,82 @@ public final class AgentDaemon: Sendable {
         }
         engine = config.centralURL.isEmpty ? nil
             : SyncEngine(outbox: outbox, configuration: config.syncConfiguration, logger: Logger(label: "kiosk.sync"))
+        let port = try Self.makeTerminal(config)
+        terminal = port
+        if let port {
+            let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
+            let liveness: any LivenessStep = config.livenessMode == "simulated" ? SimulatedLiveness() : UnavailableLiveness()
+            var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
+            settings.answerGrace = .seconds(5)
+            let doorbell = self.doorbell
+            checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
+                                       bus: events, logger: Logger(label: "kiosk.checkout"), onEnqueued: { doorbell.ring() })
+        } else {
+            checkouts = nil
+        }
     }
 
-    static func refuseWorldReadable(_ path: String) throws {
+    static func makeTerminal(_ config: AgentConfig) throws -> (any TerminalPort)? {
+        let log = Logger(label: "kiosk.terminal")
+        switch config.terminalDriver {
+        case "usb":
+            let profile: DeviceProfile
+            do {
+                profile = try DeviceProfile.load(path: config.terminalProfile)
+            } catch {
+                throw ConfigError(source: config.terminalProfile, key: "terminal.profile", message: "\(error)")
+            }
+            do {
+                return try USBTerminalPort(profile: profile, serial: config.terminalSerial, logger: log)
+            } catch {
+                throw AgentStartError(message: "cannot start the USB terminal driver: \(error)")
+            }
+        case "simulated":
+            guard let scenario = TerminalScenario(rawValue: config.simulatedScenario) else {
+                throw ConfigError(source: "config", key: "terminal.simulated_scenario",
+                                  message: "unknown scenario \(config.simulatedScenario) (one of \(TerminalScenario.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            let options = TerminalScenarioOptions(payments: config.simulatedPayments, promptDelay: .milliseconds(config.simulatedAnswerMillis),
+                                                  paymentInterval: .milliseconds(config.simulatedIntervalMillis))
+            return try SimulatedTerminalPort(scenario: scenario, options: options, logger: log)
+        default:
+            return nil
+        }
+    }
+
+    /// Loads the authorization signing key, creating a development key (mode 0600) when absent.
+    static func loadOrCreateSigner(path: String, logger: Logger) throws -> AuthorizationSigner {
+        if FileManager.default.fileExists(atPath: path) {
+            try refuseWorldReadable(path, key: "agent.signing_key_file")
+            do {
+                return try AuthorizationSigner(pem: String(contentsOfFile: path, encoding: .utf8))
+            } catch {
+                throw ConfigError(source: path, key: "agent.signing_key_file", message: "not a P-256 private key in PEM: \(error)")
+            }
+        }
+        let signer = AuthorizationSigner.generate()
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw ConfigError(source: path, key: "agent.signing_key_file", message: "cannot create: errno \(errno)") }
+        let bytes = Array(signer.pemRepresentation.utf8)
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw ConfigError(source: path, key: "agent.signing_key_file", message: "cannot write the new key: errno \(errno)")
+        }
+        logger.warning("created a development authorization signing key; provisioning replaces it", metadata: ["path": "\(path)", "key_id": "\(signer.keyID)"])
+        return signer
+    }
+
+    static func refuseWorldReadable(_ path: String, key: String = "sync.key_file") throws {
         guard let attrs = try? FileManager.default.attributesOfItem(atPath: path),
               let mode = attrs[.posixPermissions] as? Int else {
-            throw ConfigError(source: path, key: "sync.key_file", message: "cannot read the device key")
+            throw ConfigError(source: path, key: key, message: "cannot read the key")
         }
         if mode & 0o004 != 0 {
-            throw ConfigError(source: path, key: "sync.key_file", message: "the device key is world-readable (mode \(String(mode, radix: 8))); chmod 600 it")
+            throw ConfigError(source: path, key: key, message: "the key is world-readable (mode \(String(mode, radix: 8))); chmod 600 it")
         }
     }
 
@@ -166,7 +248,15 @@ public final class AgentDaemon: Sendable {
         } else {
             logger.warning("sync.url is empty: applications are queued but not sent")
         }
+        if let terminal, let checkouts {
+            // Devices are enumerated before READY=1 (a terminal already plugged in is opened now).
+            try terminal.start()
+            logger.info("payment terminal driver started", metadata: ["terminal": "\(terminal.name)"])
+            services.append(.init(service: CheckoutService(runner: checkouts, logger: logger)))
+        }
+        let events = self.events
         let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),
+                                     watch: { events.subscribe() },
                                      onListening: { [outbox] in
                                          let depth = (try? outbox.stats().pending) ?? 0
                                          notifier.ready(status: "outbox open, \(depth) pending")
@@ -188,6 +278,10 @@ public final class AgentDaemon: Sendable {
         groupConfig.maximumGracefulShutdownDuration = .seconds(20)
         groupConfig.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: groupConfig)
+        defer {
+            terminal?.stop()
+            events.finish()
+        }
         try await group.run()
         try? outbox.checkpoint()
         logger.notice("stopped")
@@ -237,6 +331,12 @@ public final class AgentDaemon: Sendable {
         }
         if reason != nil { accepting = false }
         doc["offers"] = ["accepting": accepting, "reason": reason as Any? ?? NSNull()]
+        if let terminal {
+            doc["terminal"] = ["driver": terminal.name]
+        }
+        if let checkouts {
+            doc["checkouts"] = ["since_start": checkouts.outcomes, "stored": (try? outbox.checkoutCounts()) ?? [:]]
+        }
         if let engine {
             let s = engine.status
             let iso = ISO8601DateFormatter()
@@ -317,6 +417,17 @@ public final class AgentDaemon: Sendable {
                 return reply(["ok": false, "error": e.description, "code": "storage"])
             } catch {
                 return reply(["ok": false, "error": "\(error)", "code": "error"])
+            }
+        case "checkouts":
+            let limit = obj["limit"] as? Int ?? 50
+            let outbox = self.outbox
+            switch await writer.run({ Result { try outbox.recentCheckouts(limit: limit) } }) {
+            case let .success(r):
+                let items = r.checkouts.compactMap { c -> Any? in
+                    (try? CanonicalJSON.encode(c)).flatMap { try? JSONSerialization.jsonObject(with: $0) }
+                }
+                return reply(["ok": true, "items": items, "corrupt": r.corrupt.map(\.description)])
+            case let .failure(e): return reply(["ok": false, "error": "\(e)"])
             }
         case "queue_list":
             let states = (obj["states"] as? [String])?.compactMap(OutboxState.init(rawValue:))

@@ -125,6 +125,11 @@ public struct Checkout: Codable, Sendable, Equatable {
     public var applicationID: String?
     /// Every transition, in order.
     public var history: [Transition]
+
+    enum CodingKeys: String, CodingKey {
+        case id, terminalSerial = "terminal_serial", payment, state, consent, promptRequestID = "prompt_request_id"
+        case shownAt = "shown_at", confirmedAt = "confirmed_at", method, liveness, applicationID = "application_id", history
+    }
 }
 
 /// Something that happened to a checkout.
@@ -320,7 +325,8 @@ public enum CheckoutMachine {
             id: ApplicationID.make(now: Date(timeIntervalSince1970: Double(at.wallClockMillis) / 1000)),
             deviceID: context.deviceID, merchantID: context.merchantID, createdAt: at, payment: c.payment,
             authorization: Authorization(consentTextID: consent.id, consentVersion: consent.version, language: consent.language,
-                                         consentSHA256: consent.sha256, shownAt: shownAt, confirmedAt: confirmedAt, method: method),
+                                         consentSHA256: consent.sha256, shownAt: shownAt, confirmedAt: confirmedAt, method: method,
+                                         terminalSerial: c.terminalSerial, transactionRef: c.payment.transactionRef, requestID: c.promptRequestID),
             liveness: liveness)
     }
 }

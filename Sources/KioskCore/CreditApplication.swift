@@ -125,8 +125,18 @@ public struct Authorization: Codable, Sendable, Equatable {
     /// Which surface captured the confirmation.
     public var method: Method
 
+    /// Serial of the terminal the payment came from (absent in applications from older agents).
+    public var terminalSerial: String?
+    /// The payment's transaction reference the consent belongs to.
+    public var transactionRef: String?
+    /// Request id of the terminal prompt the shopper answered (ties the answer to this checkout).
+    public var requestID: UInt32?
+    /// The device's signature over this record without the signature itself (see ``AuthorizationSigner``).
+    public var signature: AuthorizationSignature?
+
     /// Creates an authorization record.
-    public init(consentTextID: String, consentVersion: String, language: String, consentSHA256: String, shownAt: Timestamp, confirmedAt: Timestamp, method: Method) {
+    public init(consentTextID: String, consentVersion: String, language: String, consentSHA256: String, shownAt: Timestamp, confirmedAt: Timestamp, method: Method,
+                terminalSerial: String? = nil, transactionRef: String? = nil, requestID: UInt32? = nil, signature: AuthorizationSignature? = nil) {
         self.consentTextID = consentTextID
         self.consentVersion = consentVersion
         self.language = language
@@ -134,11 +144,16 @@ public struct Authorization: Codable, Sendable, Equatable {
         self.shownAt = shownAt
         self.confirmedAt = confirmedAt
         self.method = method
+        self.terminalSerial = terminalSerial
+        self.transactionRef = transactionRef
+        self.requestID = requestID
+        self.signature = signature
     }
 
     enum CodingKeys: String, CodingKey {
         case consentTextID = "consent_text_id", consentVersion = "consent_version", language
         case consentSHA256 = "consent_sha256", shownAt = "shown_at", confirmedAt = "confirmed_at", method
+        case terminalSerial = "terminal_serial", transactionRef = "transaction_ref", requestID = "request_id", signature
     }
 }
 

@@ -140,6 +140,13 @@ public final class Outbox: Sendable {
     /// batch as a whole; used to import a backlog.
     public func enqueue<C: Collection>(contentsOf items: C, now: Date = Date()) throws -> [Int64]
     where C.Element == (id: String, payload: Data) {
+        try enqueue(contentsOf: items, now: now, alongside: { _ in })
+    }
+
+    /// ``enqueue(contentsOf:now:)`` with `alongside` run in the same durable transaction (after the
+    /// inserts): both commit, or neither does.
+    func enqueue<C: Collection>(contentsOf items: C, now: Date, alongside: (Database) throws -> Void) throws -> [Int64]
+    where C.Element == (id: String, payload: Data) {
         guard !items.isEmpty else { return [] }
         let prepared = items.map { (id: $0.id, payload: $0.payload, digest: sha256Hex($0.payload), size: Int64($0.payload.count)) }
         let batchBytes = prepared.reduce(Int64(0)) { $0 &+ $1.size }
@@ -174,6 +181,7 @@ public final class Outbox: Sendable {
                     try insert.execute(arguments: [row.id, row.payload, row.digest, row.size, nowMillis, nowMillis])
                     sequences.append(db.lastInsertedRowID)
                 }
+                try alongside(db)
                 return sequences
             }
         } catch let error as DatabaseError
@@ -532,7 +540,7 @@ public final class Outbox: Sendable {
     ///
     /// IMMEDIATE for writes takes the write lock up front, so a write never has to upgrade a read lock
     /// (an SQLITE_BUSY that the busy timeout cannot resolve when another process writes concurrently).
-    private func perform<T>(_ kind: Database.TransactionKind?, durable: Bool = true, _ body: (Database) throws -> T) throws -> T {
+    func perform<T>(_ kind: Database.TransactionKind?, durable: Bool = true, _ body: (Database) throws -> T) throws -> T {
         try dbQueue.writeWithoutTransaction { db in
             guard !closed.value else {
                 throw OutboxError.sqlite(code: SQLiteCode.misuse, message: "the outbox at \(path) is closed")
@@ -559,7 +567,7 @@ public final class Outbox: Sendable {
     }
 
     /// Runs `updates` in an IMMEDIATE write transaction, mapping every error to ``OutboxError``.
-    private func write<T>(durable: Bool = true, _ updates: (Database) throws -> T) throws -> T {
+    func write<T>(durable: Bool = true, _ updates: (Database) throws -> T) throws -> T {
         do {
             return try perform(.immediate, durable: durable, updates)
         } catch {
@@ -568,7 +576,7 @@ public final class Outbox: Sendable {
     }
 
     /// Runs `value` in a DEFERRED (read) transaction, mapping every error to ``OutboxError``.
-    private func read<T>(_ value: (Database) throws -> T) throws -> T {
+    func read<T>(_ value: (Database) throws -> T) throws -> T {
         do {
             return try perform(.deferred, value)
         } catch {

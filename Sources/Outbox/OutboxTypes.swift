@@ -146,6 +146,8 @@ public enum OutboxError: Error, Sendable, CustomStringConvertible {
     case sqlite(code: Int32, message: String)
     /// No row with this id is in a state the operation accepts.
     case notFound(String)
+    /// A checkout row whose JSON document cannot be decoded (reported, kept on disk for an operator).
+    case corruptCheckout(String)
 
     /// A human-readable description naming the SQLite result code where there is one.
     public var description: String {
@@ -158,6 +160,8 @@ public enum OutboxError: Error, Sendable, CustomStringConvertible {
             return "SQLite error \(code) (\(SQLiteCode.name(code))): \(message)"
         case .notFound(let id):
             return "no outbox row \"\(id)\" in a state this operation accepts"
+        case .corruptCheckout(let what):
+            return "corrupt \(what)"
         }
     }
 }

@@ -8,13 +8,16 @@ import GRDB
 /// Dates are stored as INTEGER milliseconds since 1970-01-01T00:00:00Z.
 enum OutboxSchema {
     /// Identifiers of all migrations, in order.
-    static let migrationIdentifiers = ["v1-outbox"]
+    static let migrationIdentifiers = ["v1-outbox", "v2-checkouts"]
 
     /// The migrator that brings any outbox database to the current schema.
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-outbox", foreignKeyChecks: .immediate) { db in
             try db.execute(sql: v1)
+        }
+        migrator.registerMigration("v2-checkouts", foreignKeyChecks: .immediate) { db in
+            try db.execute(sql: v2)
         }
         return migrator
     }
@@ -73,5 +76,25 @@ enum OutboxSchema {
                SET row_count = row_count + 1, byte_count = byte_count + NEW.payload_size
              WHERE state = NEW.state;
         END;
+        """
+
+    /// v2: checkouts, one row per checkout holding its latest state and its whole history as JSON
+    /// (payment token only: never a PAN). Written in the same database, so the transition to
+    /// `enqueued` commits in the same transaction as the application's outbox row.
+    static let v2 = """
+        CREATE TABLE checkout (
+            id              TEXT    PRIMARY KEY CHECK (length(id) > 0),
+            state           TEXT    NOT NULL,
+            is_final        INTEGER NOT NULL CHECK (is_final IN (0, 1)),
+            payment_token   TEXT    NOT NULL,
+            terminal_serial TEXT    NOT NULL,
+            application_id  TEXT,
+            started_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL,
+            document        BLOB    NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX checkout_open ON checkout (is_final, started_at);
+        CREATE INDEX checkout_token ON checkout (payment_token, started_at);
+        CREATE INDEX checkout_updated ON checkout (updated_at);
         """
 }

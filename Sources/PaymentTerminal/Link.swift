@@ -43,6 +43,13 @@ public final class TerminalLink: Sendable {
         return try core.request(TerminalEnvelope(requestID: nextRequestID(), message: message), expecting: expected, timeout: timeout)
     }
 
+    /// ``request(_:timeout:)`` under a request id the caller took from ``nextRequestID()`` (and
+    /// recorded, e.g. in a persisted checkout, before sending).
+    public func request(_ message: TerminalMessage, requestID: UInt32, timeout: Duration) throws(LinkError) -> TerminalEnvelope {
+        guard let expected = message.type.responseType else { throw .notARequest(message.type) }
+        return try core.request(TerminalEnvelope(requestID: requestID, message: message), expecting: expected, timeout: timeout)
+    }
+
     /// The next received request or notification (e.g. a payment result), or `nil` after `timeout`.
     /// Throws ``LinkError/refused(_:requestID:)`` for a message the codec refused, once per message.
     public func receive(timeout: Duration) throws(LinkError) -> TerminalEnvelope? {

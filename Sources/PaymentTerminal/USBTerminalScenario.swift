@@ -25,6 +25,19 @@ public enum TerminalScenario: String, Sendable, CaseIterable, CustomStringConver
     /// Sends nothing by itself; answers PING, STATUS_REQUEST, DISPLAY_TEXT and SHOW_PROMPT
     /// (confirmed, after the emulated shopper's delay). For `kioskctl terminal test`.
     case echo
+    /// Many checkouts with every answer, by payment number n (1-based): n % 5 == 0 declines,
+    /// n % 7 == 0 answers "timed out" (as a terminal does when its prompt expires), n % 11 == 0
+    /// never answers (the agent's own timeout closes it; the next payment follows after the
+    /// prompt's timeout), all others confirm. For the agent's end-to-end runs.
+    case mixed
+
+    /// What a `mixed` terminal does with the prompt of payment `n`.
+    public static func mixedAnswer(forPayment n: Int) -> PromptOutcome? {
+        if n % 5 == 0 { return .declined }
+        if n % 7 == 0 { return .timedOut }
+        if n % 11 == 0 { return nil }
+        return .confirmed(buttonIndex: 0)
+    }
 
     public var description: String { rawValue }
 
@@ -154,6 +167,12 @@ public final class TerminalScenarioPlayer: Sendable {
                 case .displayText(let text, let seconds):
                     note("display \"\(text)\" for \(seconds) s")
                     try send(.displayAck, requestID: id)
+                    if awaitingPrompt && pendingAnswer == nil {
+                        // The agent shows a message instead of a prompt (e.g. not eligible): the
+                        // payment is over; the next one may follow.
+                        awaitingPrompt = false
+                        nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
+                    }
                 case .showPrompt(let prompt):
                     note("SHOW_PROMPT request_id \(id): \"\(prompt.text)\" [\(prompt.buttons.joined(separator: "|"))]")
                     switch scenario {
@@ -167,6 +186,15 @@ public final class TerminalScenarioPlayer: Sendable {
                         pendingAnswer = (id, .declined, monotonicNanos() + options.promptDelay.clampedNanos)
                     case .payConfirm, .garbage, .fullPAN, .echo:
                         pendingAnswer = (id, .confirmed(buttonIndex: 0), monotonicNanos() + options.promptDelay.clampedNanos)
+                    case .mixed:
+                        let n = paymentsPlayed.load(ordering: .relaxed)
+                        if let outcome = TerminalScenario.mixedAnswer(forPayment: n) {
+                            pendingAnswer = (id, outcome, monotonicNanos() + options.promptDelay.clampedNanos)
+                        } else {
+                            note("payment \(n): not answering the prompt (scenario mixed)")
+                            awaitingPrompt = false
+                            nextPaymentAt = monotonicNanos() + UInt64(prompt.timeoutSeconds) * 1_000_000_000 + 1_000_000_000
+                        }
                     }
                 case .paymentResult, .pong, .promptResult, .displayAck, .status:
                     note("ignored \(envelope.message.type) from the agent")
@@ -302,17 +330,32 @@ public enum TerminalScenarioCheck {
             guard outcome == .confirmed(buttonIndex: 0) else { throw TerminalScenarioCheckFailure("prompt outcome \(outcome), expected confirmed") }
             return "echo: PONG from \(info.serial), STATUS ready, DISPLAY_ACK, prompt confirmed"
 
-        case .payConfirm, .payDecline, .garbage:
-            let expected: PromptOutcome = scenario == .payDecline ? .declined : .confirmed(buttonIndex: 0)
+        case .payConfirm, .payDecline, .garbage, .mixed:
             var refs: [String] = []
-            for _ in 0..<options.payments {
+            for n in 1...max(options.payments, 1) where n <= options.payments {
+                let expected: PromptOutcome?
+                switch scenario {
+                case .payDecline: expected = .declined
+                case .mixed: expected = TerminalScenario.mixedAnswer(forPayment: n)
+                default: expected = .confirmed(buttonIndex: 0)
+                }
                 let payment = try awaitPayment(link, timeout: answerTimeout)
                 refs.append(payment.transactionRef)
+                guard let expected else {
+                    // The mixed terminal stays silent on this one: the agent's own timeout ends it.
+                    do {
+                        let answer = try link.request(.showPrompt(Prompt(text: creditPrompt.text, buttons: creditPrompt.buttons, timeoutSeconds: 1)),
+                                                      timeout: noAnswerTimeout)
+                        throw TerminalScenarioCheckFailure("payment \(n): the prompt was answered (\(answer.message)) but must not be")
+                    } catch LinkError.responseTimeout {
+                        continue
+                    }
+                }
                 let outcome = try prompt(link, timeout: answerTimeout)
-                guard outcome == expected else { throw TerminalScenarioCheckFailure("prompt outcome \(outcome), expected \(expected)") }
+                guard outcome == expected else { throw TerminalScenarioCheckFailure("payment \(n): prompt outcome \(outcome), expected \(expected)") }
             }
             guard Set(refs).count == refs.count else { throw TerminalScenarioCheckFailure("a payment arrived twice: \(refs)") }
-            return "\(scenario): \(refs.count) payment(s) (\(options.amountMinor) \(options.currency)), prompt \(expected)"
+            return "\(scenario): \(refs.count) payment(s) (\(options.amountMinor) \(options.currency)), prompts answered as the scenario says"
 
         case .noAnswer:
             _ = try awaitPayment(link, timeout: answerTimeout)

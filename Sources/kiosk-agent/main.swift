@@ -35,6 +35,9 @@ let logger = Logger(label: "kiosk.agent")
 do {
     let daemon = try AgentDaemon(config: config, logger: logger)
     try await daemon.run()
+} catch let error as ConfigError {
+    logger.critical("kiosk-agent config error", metadata: ["error": "\(error)"])
+    exit(78)
 } catch {
     logger.critical("kiosk-agent failed", metadata: ["error": "\(error)"])
     exit(1)

@@ -122,12 +122,12 @@ struct DurabilityTests {
                 #expect(try Int.fetchOne(db, sql: "PRAGMA synchronous") == 2)  // FULL
                 #expect(try Int.fetchOne(db, sql: "PRAGMA foreign_keys") == 1)
                 #expect(try Int.fetchOne(db, sql: "PRAGMA busy_timeout") ?? 0 >= 1000)
-                #expect(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") == ["v1-outbox"])
+                #expect(try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") == ["v1-outbox", "v2-checkouts"])
                 let indexes = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'")
                 #expect(indexes.contains("outbox_state_sequence"))
                 #expect(try Bool.fetchOne(db, sql: "SELECT 1 FROM sqlite_master WHERE name = 'quarantine'") == true)
             }
-            #expect(OutboxSchema.migrationIdentifiers == ["v1-outbox"])
+            #expect(OutboxSchema.migrationIdentifiers == ["v1-outbox", "v2-checkouts"])
         }
     }
 
