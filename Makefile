@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-terminal-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
 
 help:
@@ -29,13 +29,19 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm test-terminal-usb fuzz
+test: deps test-unit test-vm test-terminal-usb test-checkout-usb fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
 # libusb transport, hotplug reconnect after an unplug (see Devices/testvm/tests/terminal-usb.sh).
 test-terminal-usb: deps testvm-setup
 	Devices/testvm/tests/terminal-usb-vm.sh
+
+# The whole checkout through the real kiosk-agent on the emulated USB terminal in the test VM:
+# CHECKOUT_PAYMENTS payments (default 100) → consent on the terminal → outbox → kiosk-central
+# on the host; every completed checkout is at central exactly once (checkout-usb.sh).
+test-checkout-usb: deps testvm-setup
+	Devices/testvm/tests/checkout-usb-vm.sh $(or $(CHECKOUT_PAYMENTS),100)
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)

@@ -84,6 +84,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var cooldownSeconds = 600
     /// How long the shopper has to answer the consent prompt.
     public var promptTimeoutSeconds = 60
+    /// Extra wait beyond the prompt's timeout for the terminal's own "timed out" answer.
+    public var answerGraceMillis = 5_000
     /// Whether a passed liveness check is required before an application is created.
     public var requireLiveness = true
     /// Liveness step: "none" (inconclusive: no application when required) or "simulated" (demo).
@@ -263,6 +265,7 @@ extension AgentConfig {
         "checkout.cooldown_s": int(\.cooldownSeconds, 0...31_536_000),
         "checkout.prompt_timeout_s": int(\.promptTimeoutSeconds, 1...600),
         "checkout.require_liveness": bool(\.requireLiveness),
+        "checkout.answer_grace_ms": int(\.answerGraceMillis, 0...600_000),
         "checkout.consent_file": optStr(\.consentFile),
         "checkout.consent_id": str(\.consentID),
         "checkout.consent_version": str(\.consentVersion),

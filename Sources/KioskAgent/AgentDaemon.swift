@@ -160,7 +160,7 @@ public final class AgentDaemon: Sendable {
             let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
             let liveness: any LivenessStep = config.livenessMode == "simulated" ? SimulatedLiveness() : UnavailableLiveness()
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
-            settings.answerGrace = .seconds(5)
+            settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
             checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
                                        bus: events, logger: Logger(label: "kiosk.checkout"), onEnqueued: { doorbell.ring() })

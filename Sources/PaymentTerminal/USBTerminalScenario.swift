@@ -167,12 +167,7 @@ public final class TerminalScenarioPlayer: Sendable {
                 case .displayText(let text, let seconds):
                     note("display \"\(text)\" for \(seconds) s")
                     try send(.displayAck, requestID: id)
-                    if awaitingPrompt && pendingAnswer == nil {
-                        // The agent shows a message instead of a prompt (e.g. not eligible): the
-                        // payment is over; the next one may follow.
-                        awaitingPrompt = false
-                        nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
-                    }
+
                 case .showPrompt(let prompt):
                     note("SHOW_PROMPT request_id \(id): \"\(prompt.text)\" [\(prompt.buttons.joined(separator: "|"))]")
                     switch scenario {
