@@ -99,8 +99,9 @@ let package = Package(
         .executableTarget(
             name: "kioskctl",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent",
+                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
