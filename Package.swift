@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "CKioskShims",
+                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "CKioskShims", "ShopperScreen",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -96,6 +96,16 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "kiosk-agent", dependencies: ["KioskAgent"]),
+        // The shopper's screen: a loopback web page for the kiosk's display (consent, liveness, result).
+        .target(
+            name: "ShopperScreen",
+            dependencies: [
+                "KioskCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "kioskctl",
             dependencies: [
@@ -153,6 +163,7 @@ let package = Package(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "ShopperScreenTests", dependencies: ["ShopperScreen", "KioskCore", "KioskAgent"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]
 )

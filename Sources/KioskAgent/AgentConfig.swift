@@ -1,6 +1,7 @@
 import Foundation
 import KioskCore
 import Outbox
+import ShopperScreen
 import Sync
 
 /// The agent's configuration, read from a TOML file with environment overrides.
@@ -103,6 +104,27 @@ public struct AgentConfig: Sendable, Equatable {
     /// The consent text's language (BCP 47).
     public var consentLanguage = "en"
 
+    /// `screen.enabled`: serve the shopper's page (consent, liveness guidance, result).
+    public var screenEnabled = false
+    /// `screen.listen`: the page's address (`host:port`; loopback unless `screen.allow_non_loopback`).
+    public var screenListen = "127.0.0.1:8780"
+    /// `screen.language`: the page's first language (`zh-Hans` or `en`; the shopper may switch).
+    public var screenLanguage = "zh-Hans"
+    /// `screen.consent_dir`: the consent texts, `<checkout.consent_id>.<language>.txt` (version: `checkout.consent_version`).
+    public var screenConsentDir = "/usr/share/kiosk-agent/consent"
+    /// `screen.allow_non_loopback`: allow a non-loopback listen address and clients (never on a kiosk).
+    public var screenAllowNonLoopback = false
+    /// `screen.result_s`: how long a result stays on screen before the page returns to idle.
+    public var screenResultSeconds = 15
+    /// `screen.lender`: the lender's name on the offer.
+    public var screenLender = "Sample Lender"
+    /// `screen.instalment_months`: plan lengths offered, comma-separated.
+    public var screenInstalmentMonths = "3,6,12"
+    /// `screen.fee_bp_per_month`: the plan fee per month, in basis points of the amount.
+    public var screenFeeBasisPointsPerMonth = 60
+    /// `liveness.simulated_ms`: how long the simulated liveness check takes (0: instant).
+    public var simulatedLivenessMillis = 0
+
     /// The defaults.
     public init() {}
 
@@ -139,6 +161,11 @@ public struct AgentConfig: Sendable, Equatable {
         return CheckoutContext(deviceID: deviceID, merchantID: merchantID, rules: rules,
                                consent: ConsentText(id: consentID, version: consentVersion, language: consentLanguage, text: text),
                                requireLiveness: requireLiveness)
+    }
+
+    /// `screen.instalment_months` as numbers.
+    public var screenInstalmentMonthsList: [Int] {
+        screenInstalmentMonths.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 && $0 <= 120 }
     }
 
     /// The outbox database path.
@@ -277,6 +304,16 @@ extension AgentConfig {
         "liveness.mode": str(\.livenessMode),
         "scanner.profile": optStr(\.scannerProfile),
         "scanner.serial": optStr(\.scannerSerial),
+        "screen.enabled": bool(\.screenEnabled),
+        "screen.listen": str(\.screenListen),
+        "screen.language": str(\.screenLanguage),
+        "screen.consent_dir": str(\.screenConsentDir),
+        "screen.allow_non_loopback": bool(\.screenAllowNonLoopback),
+        "screen.result_s": int(\.screenResultSeconds, 1...3600),
+        "screen.lender": str(\.screenLender),
+        "screen.instalment_months": str(\.screenInstalmentMonths),
+        "screen.fee_bp_per_month": int(\.screenFeeBasisPointsPerMonth, 0...10_000),
+        "liveness.simulated_ms": int(\.simulatedLivenessMillis, 0...60_000),
     ]
 
     /// Every key the config understands, as `table.key`.
@@ -368,6 +405,18 @@ extension AgentConfig {
         }
         guard ["none", "simulated"].contains(livenessMode) else {
             throw ConfigError(source: source, key: "liveness.mode", message: "must be none or simulated (got \(livenessMode))")
+        }
+        if screenEnabled {
+            guard let (host, _) = ShopperScreenServer.Configuration.parseListen(screenListen) else {
+                throw ConfigError(source: source, key: "screen.listen", message: "must be host:port (got \(screenListen))")
+            }
+            guard screenAllowNonLoopback || host == "localhost" || ScreenAccess.isLoopback(host) else {
+                throw ConfigError(source: source, key: "screen.listen",
+                                  message: "\(host) is not loopback; the page is for the kiosk's own browser (screen.allow_non_loopback = true overrides)")
+            }
+            guard !screenInstalmentMonthsList.isEmpty else {
+                throw ConfigError(source: source, key: "screen.instalment_months", message: "needs at least one positive number of months")
+            }
         }
         guard minAmountMinor <= maxAmountMinor else {
             throw ConfigError(source: source, key: "checkout.min_amount_minor", message: "is above checkout.max_amount_minor")

@@ -4,6 +4,7 @@ import Logging
 import Outbox
 import PaymentTerminal
 import ServiceLifecycle
+import ShopperScreen
 import Synchronization
 import Sync
 
@@ -138,6 +139,8 @@ public final class AgentDaemon: Sendable {
     public let checkouts: CheckoutRunner?
     /// The QR/barcode scanner, when one is configured.
     public let scanner: ScannerService?
+    /// The shopper's screen (a loopback web page), when `screen.enabled`.
+    public let screen: ShopperScreenServer?
 
     /// Opens the state directory and the outbox (migrating it); devices are enumerated here later.
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
@@ -160,16 +163,47 @@ public final class AgentDaemon: Sendable {
         terminal = port
         if let port {
             let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
-            let liveness: any LivenessStep = config.livenessMode == "simulated" ? SimulatedLiveness() : UnavailableLiveness()
+            let liveness: any LivenessStep = config.livenessMode == "simulated"
+                ? SimulatedLiveness(pause: .milliseconds(config.simulatedLivenessMillis)) : UnavailableLiveness()
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
             settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
+            let screenParts = try Self.makeScreen(config)
+            if let screenParts { settings.context.consent = screenParts.consent }
+            screen = screenParts?.server
             checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
-                                       bus: events, logger: Logger(label: "kiosk.checkout"), onEnqueued: { doorbell.ring() })
+                                       bus: events, logger: Logger(label: "kiosk.checkout"), screen: screenParts?.answers,
+                                       onEnqueued: { doorbell.ring() })
         } else {
             checkouts = nil
+            screen = try Self.makeScreen(config)?.server
         }
         scanner = try Self.makeScanner(config, bus: events)
+    }
+
+    /// The screen server, its answer source and the consent text recorded by default (the
+    /// screen's first language), when `screen.enabled`.
+    static func makeScreen(_ config: AgentConfig) throws -> (server: ShopperScreenServer, answers: ScreenAnswers, consent: ConsentText)? {
+        guard config.screenEnabled else { return nil }
+        let library: ConsentLibrary
+        do {
+            library = try ConsentLibrary.load(directory: config.screenConsentDir, id: config.consentID, version: config.consentVersion,
+                                              defaultLanguage: config.screenLanguage)
+        } catch {
+            throw ConfigError(source: config.screenConsentDir, key: "screen.consent_dir", message: "\(error)")
+        }
+        guard let consent = library.text(language: config.screenLanguage),
+              let (host, port) = ShopperScreenServer.Configuration.parseListen(config.screenListen) else {
+            throw ConfigError(source: "config", key: "screen.listen", message: "must be host:port")
+        }
+        let hub = ScreenHub(calculator: InstalmentCalculator(months: config.screenInstalmentMonthsList,
+                                                             monthlyFeeBasisPoints: config.screenFeeBasisPointsPerMonth),
+                            resultSeconds: config.screenResultSeconds)
+        let answers = ScreenAnswers(attached: { hub.isAttached() })
+        let server = ShopperScreenServer(configuration: .init(host: host, port: port, allowNonLoopback: config.screenAllowNonLoopback,
+                                                              lender: config.screenLender),
+                                         hub: hub, consents: library, delegate: answers)
+        return (server, answers, consent)
     }
 
     static func makeScanner(_ config: AgentConfig, bus: EventBus) throws -> ScannerService? {
@@ -276,6 +310,9 @@ public final class AgentDaemon: Sendable {
         if let scanner {
             scanner.scanner.start()
             services.append(.init(service: scanner))
+        }
+        if let screen {
+            services.append(.init(service: ShopperScreenService(server: screen, bus: events, logger: Logger(label: "kiosk.screen"))))
         }
         let events = self.events
         let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),

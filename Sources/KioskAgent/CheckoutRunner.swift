@@ -28,11 +28,18 @@ public struct UnavailableLiveness: LivenessStep {
 
 /// The demo's stand-in: passes, and says so in its evidence (never for production configs).
 public struct SimulatedLiveness: LivenessStep {
+    /// How long the simulated check takes (0: instant); with a pause it also asks for a blink.
+    public var pause: Duration
     /// Creates the step.
-    public init() {}
+    public init(pause: Duration = .zero) { self.pause = pause }
     /// Always passes, with a single "simulated" check.
     public func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
         guide("Look at the camera")
+        if pause > .zero {
+            Thread.sleep(forTimeInterval: Double(pause.components.seconds) / 2 + Double(pause.components.attoseconds) / 2e18)
+            guide("Blink")
+            Thread.sleep(forTimeInterval: Double(pause.components.seconds) / 2 + Double(pause.components.attoseconds) / 2e18)
+        }
         return LivenessResult(decision: .pass, score: 1, checks: [.init(name: "simulated", value: 1, threshold: 1, passed: true)])
     }
 }
@@ -71,12 +78,15 @@ public final class CheckoutRunner: Sendable {
     private let bus: EventBus
     private let logger: Logger
     private let onEnqueued: @Sendable () -> Void
+    /// The shopper's screen as a second answer source (nil: the terminal only).
+    private let screen: ScreenAnswers?
     private let stopFlag = Atomic<Bool>(false)
     private let counters = Mutex<[String: Int]>([:])
 
     /// Creates the runner; nothing runs until ``run()``.
     public init(port: any TerminalPort, outbox: Outbox, settings: Settings, signer: AuthorizationSigner, liveness: any LivenessStep,
-                bus: EventBus, logger: Logger, onEnqueued: @escaping @Sendable () -> Void) {
+                bus: EventBus, logger: Logger, screen: ScreenAnswers? = nil, onEnqueued: @escaping @Sendable () -> Void) {
+        self.screen = screen
         self.port = port
         self.outbox = outbox
         self.settings = settings
@@ -227,6 +237,9 @@ public final class CheckoutRunner: Sendable {
             let requestID = try port.withLink { $0.nextRequestID() }
             // Recorded before the prompt goes out: a late answer is matched by this id or discarded.
             _ = try step(&c, .consentShown(text, requestID: requestID, at: Self.now()))
+            if let screen, screen.isAttached {
+                return try askScreenOrTerminal(screen, &c, text: text, requestID: requestID, log: log)
+            }
             let answer = askOnTerminal(c, text: text, requestID: requestID, log: log)
             switch answer {
             case .answered(let a):
@@ -237,7 +250,11 @@ public final class CheckoutRunner: Sendable {
                 return try step(&c, .abandoned(reason: reason, at: Self.now()))
             }
         case .runLiveness:
-            let result = liveness.check(checkout: c) { text in display(text) }
+            let id = c.id
+            let result = liveness.check(checkout: c) { text in
+                bus.publish("liveness_guidance", ["checkout_id": id, "text": text])
+                display(text)
+            }
             return try step(&c, .livenessCompleted(result, at: Self.now()))
         case .enqueue(let application):
             var app = application
@@ -264,7 +281,42 @@ public final class CheckoutRunner: Sendable {
         }
     }
 
-    private enum TerminalAnswer { case answered(PromptAnswer), lost(String) }
+    private enum TerminalAnswer: Sendable { case answered(PromptAnswer), lost(String) }
+
+    /// The consent answer from the screen or the terminal, whichever comes first for this request
+    /// id (the terminal prompt runs on a helper thread as the fallback; when the screen wins, the
+    /// prompt is replaced on the terminal's display and its late answer is discarded).
+    private func askScreenOrTerminal(_ screen: ScreenAnswers, _ c: inout Checkout, text: ConsentText, requestID: UInt32,
+                                     log: Logger) throws -> [CheckoutEffect] {
+        screen.open(checkoutID: c.id, requestID: requestID)
+        defer { screen.close() }
+        let shown = c
+        let helper = Thread { [self] in
+            switch askOnTerminal(shown, text: text, requestID: requestID, log: log) {
+            case .answered(let a): screen.offerTerminal(.answered(a), requestID: requestID)
+            case .lost(let why): screen.offerTerminal(.lost(why), requestID: requestID)
+            }
+        }
+        helper.name = "kiosk-prompt"
+        helper.start()
+        let deadline = ContinuousClock.now + settings.promptTimeout + settings.answerGrace + .seconds(1)
+        switch screen.wait(until: deadline) {
+        case .screen(let answer, let displayed)?:
+            log.info("consent answered on the screen", metadata: ["answer": "\(answer.rawValue)", "language": "\(displayed.language)"])
+            if displayed != c.consent {
+                _ = try step(&c, .consentLanguageChanged(displayed, requestID: requestID, at: Self.now()))
+            }
+            let effects = try step(&c, .promptAnswered(requestID: requestID, answer: answer, method: .kioskScreen, at: Self.now()))
+            display(answer == .confirmed ? "Accepted on the screen" : "Declined on the screen")
+            return effects
+        case .terminal(.answered(let a))?:
+            return try step(&c, .promptAnswered(requestID: requestID, answer: a, method: .terminalButton, at: Self.now()))
+        case .terminal(.lost(let reason))?:
+            return try step(&c, .abandoned(reason: reason, at: Self.now()))
+        case nil:
+            return try step(&c, .promptAnswered(requestID: requestID, answer: .timedOut, method: .terminalButton, at: Self.now()))
+        }
+    }
 
     private func askOnTerminal(_ c: Checkout, text: ConsentText, requestID: UInt32, log: Logger) -> TerminalAnswer {
         let seconds = UInt16(clamping: settings.promptTimeout.components.seconds)
@@ -326,6 +378,7 @@ public final class CheckoutRunner: Sendable {
         if let r = c.history.last?.reason { fields["reason"] = r }
         if let id = c.promptRequestID { fields["request_id"] = id }
         if let id = c.applicationID { fields["application_id"] = id }
+        if let m = c.method { fields["method"] = m.rawValue }
         if let t = c.consent { fields["consent"] = ["id": t.id, "version": t.version, "language": t.language, "sha256": t.sha256] }
         if let l = c.liveness { fields["liveness"] = ["decision": l.decision.rawValue, "score": l.score] }
         bus.publish("checkout", fields)

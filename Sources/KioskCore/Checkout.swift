@@ -140,6 +140,9 @@ public enum CheckoutEvent: Sendable, Equatable {
     case consentShown(ConsentText, requestID: UInt32, at: Timestamp)
     /// The terminal (or screen) answered a prompt.
     case promptAnswered(requestID: UInt32, answer: PromptAnswer, method: Authorization.Method, at: Timestamp)
+    /// The shopper switched the displayed consent text to another language (same id and version)
+    /// before answering: the text recorded (and hashed into the authorization) is the one shown.
+    case consentLanguageChanged(ConsentText, requestID: UInt32, at: Timestamp)
     /// The liveness check finished.
     case livenessCompleted(LivenessResult, at: Timestamp)
     /// The application was durably enqueued.
@@ -247,6 +250,13 @@ public enum CheckoutMachine {
             c.promptRequestID = requestID
             c.shownAt = at
             enter(.consentShown, at)
+            return (c, [])
+        case let (.consentShown, .consentLanguageChanged(text, requestID, _)):
+            guard requestID == c.promptRequestID else { throw .staleAnswer(expected: c.promptRequestID, received: requestID) }
+            guard let shown = c.consent, shown.id == text.id, shown.version == text.version else {
+                throw .invalidTransition(from: c.state, event: "consentLanguageChanged to another text id or version")
+            }
+            c.consent = text
             return (c, [])
         case let (.consentShown, .promptAnswered(requestID, answer, method, at)):
             guard requestID == c.promptRequestID else { throw .staleAnswer(expected: c.promptRequestID, received: requestID) }

@@ -30,6 +30,11 @@ public enum TerminalScenario: String, Sendable, CaseIterable, CustomStringConver
     /// never answers (the agent's own timeout closes it; the next payment follows after the
     /// prompt's timeout), all others confirm. For the agent's end-to-end runs.
     case mixed
+    /// Sends payments but leaves every prompt to the kiosk's screen: it never answers SHOW_PROMPT;
+    /// the next DISPLAY_TEXT (the agent replacing the prompt after the screen's answer or its own
+    /// timeout) ends the prompt and the next payment follows after the interval. For the
+    /// shopper-screen browser tests.
+    case screen
 
     /// What a `mixed` terminal does with the prompt of payment `n`.
     public static func mixedAnswer(forPayment n: Int) -> PromptOutcome? {
@@ -116,6 +121,7 @@ public final class TerminalScenarioPlayer: Sendable {
         var awaitingPrompt = false
         var nextPaymentAt: UInt64 = 0
         var pendingAnswer: (requestID: UInt32, outcome: PromptOutcome, due: UInt64)?
+        var promptLeftToScreen = false
         var rng = SystemRandomNumberGenerator()
 
         func garbage() {
@@ -167,12 +173,21 @@ public final class TerminalScenarioPlayer: Sendable {
                 case .displayText(let text, let seconds):
                     note("display \"\(text)\" for \(seconds) s")
                     try send(.displayAck, requestID: id)
+                    if promptLeftToScreen {
+                        // The agent replaced the prompt: answered on the screen, or timed out.
+                        promptLeftToScreen = false
+                        awaitingPrompt = false
+                        nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
+                    }
 
                 case .showPrompt(let prompt):
                     note("SHOW_PROMPT request_id \(id): \"\(prompt.text)\" [\(prompt.buttons.joined(separator: "|"))]")
                     switch scenario {
                     case .noAnswer:
                         note("not answering the prompt (scenario no-answer)")
+                    case .screen:
+                        note("leaving the prompt to the kiosk's screen (scenario screen)")
+                        promptLeftToScreen = true
                     case .unplugMidExchange:
                         note("UNPLUG in the middle of the prompt")
                         unplug()
@@ -351,6 +366,17 @@ public enum TerminalScenarioCheck {
             }
             guard Set(refs).count == refs.count else { throw TerminalScenarioCheckFailure("a payment arrived twice: \(refs)") }
             return "\(scenario): \(refs.count) payment(s) (\(options.amountMinor) \(options.currency)), prompts answered as the scenario says"
+
+        case .screen:
+            _ = try awaitPayment(link, timeout: answerTimeout)
+            do {
+                let answer = try link.request(.showPrompt(creditPrompt), timeout: noAnswerTimeout)
+                throw TerminalScenarioCheckFailure("the prompt was answered (\(answer.message)) but must be left to the screen")
+            } catch LinkError.responseTimeout {
+                let ack = try link.request(.displayText(text: "Accepted on the screen", seconds: 3), timeout: answerTimeout)
+                guard ack.message == .displayAck else { throw TerminalScenarioCheckFailure("DISPLAY_TEXT answered with \(ack.message.type)") }
+                return "screen: prompt left unanswered, DISPLAY_TEXT ends it"
+            }
 
         case .noAnswer:
             _ = try awaitPayment(link, timeout: answerTimeout)
