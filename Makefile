@@ -5,13 +5,14 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-browser test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
 
 help:
 	@echo "make demo   - install deps if missing, build, run a whole store-and-forward demo on loopback"
 	@echo "make test   - install deps if missing, build, run every test (unit, end-to-end, test VM)"
 	@echo "make test-vm - only the real-kernel test VM self-checks (vivid, dummy_hcd + FunctionFS, power cut, network)"
+	@echo "make test-browser - the shopper's screen in headless Chromium (screenshots in .cache/browser-artifacts)"
 	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
 	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
 
@@ -29,8 +30,16 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-browser test-vm test-terminal-usb test-checkout-usb fuzz
 	@echo "make test: all suites passed"
+
+# The shopper's screen in a real headless Chromium against the real agent and central (pytest +
+# selenium); screenshots of every screen in both orientations go to .cache/browser-artifacts/.
+test-browser: deps
+	$(SWIFT) build --product kiosk-agent $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) build --product kiosk-central $(SWIFT_BUILD_FLAGS)
+	$(SWIFT) build --product kioskctl $(SWIFT_BUILD_FLAGS)
+	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) timeout 900 python3 -m pytest -v -p no:cacheprovider Tests/browser
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
 # libusb transport, hotplug reconnect after an unplug (see Devices/testvm/tests/terminal-usb.sh).

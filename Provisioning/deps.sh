@@ -6,6 +6,8 @@ PKGS=(
   pkg-config libsqlite3-dev sqlite3 libcurl4-openssl-dev curl openssl
   libusb-1.0-0-dev libv4l-dev v4l-utils usbutils
   qemu-system-x86 busybox-static kmod e2fsprogs cpio xz-utils zstd socat
+  # The shopper's screen browser tests (make test-browser): headless Chromium, CJK fonts.
+  chromium chromium-driver python3-selenium python3-pytest fonts-noto-cjk
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -122,6 +122,10 @@ public final class TerminalScenarioPlayer: Sendable {
         var nextPaymentAt: UInt64 = 0
         var pendingAnswer: (requestID: UInt32, outcome: PromptOutcome, due: UInt64)?
         var promptLeftToScreen = false
+        if scenario == .screen {
+            // The first payment also waits an interval: the kiosk's page attaches meanwhile.
+            nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
+        }
         var rng = SystemRandomNumberGenerator()
 
         func garbage() {

@@ -199,12 +199,21 @@ public final class ScreenHub: Sendable {
             if let id = o["checkout_id"] as? String, id != s.checkoutID { return nil }
             var n = s
             n.phase = .liveness
-            n.challenge = o["challenge"] as? String ?? o["text"] as? String ?? n.challenge
+            n.challenge = (o["challenge"] as? String ?? (o["text"] as? String).map(Self.challengeKey)) ?? n.challenge
             n.hints = o["hints"] as? [String] ?? []
             return n
         default:
             return nil
         }
+    }
+
+    /// The page's key for a guidance text the liveness step sends in English ("Blink" → "blink");
+    /// other texts pass through as they are.
+    public static func challengeKey(_ text: String) -> String {
+        let known = ["look at the camera": "look", "blink": "blink", "turn left": "turn_left", "turn your head left": "turn_left",
+                     "turn right": "turn_right", "turn your head right": "turn_right", "come closer": "come_closer",
+                     "more light": "more_light", "face the camera": "face_camera", "hold still": "hold_still"]
+        return known[text.lowercased().trimmingCharacters(in: .whitespacesAndNewlines.union(.punctuationCharacters))] ?? text
     }
 
     /// The last 8 characters of an application id, grouped for reading aloud (as on the terminal).

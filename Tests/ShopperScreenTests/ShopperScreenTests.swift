@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KioskCore
 import Synchronization
 import Testing
@@ -194,5 +197,141 @@ import Testing
         #expect(app.authorization.language == "en")
         #expect(app.authorization.consentSHA256 == en.sha256)
         #expect(app.authorization.method == .kioskScreen)
+    }
+}
+
+/// A minimal HTTP client over a blocking socket with a receive timeout: every read is bounded.
+enum TinyHTTP {
+    struct Response { var status: Int; var text: String }
+
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+        return fd
+    }
+
+    /// Reads until `until` appears, the peer closes, or a 5 s receive timeout (never longer than `limit` reads).
+    static func read(_ fd: Int32, until: String? = nil, limit: Int = 200) -> (text: String, closed: Bool) {
+        var data = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<limit {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n == 0 { return (String(decoding: data, as: UTF8.self), true) }
+            if n < 0 { break }
+            data += buf[0..<n]
+            if let until, String(decoding: data, as: UTF8.self).contains(until) { break }
+        }
+        return (String(decoding: data, as: UTF8.self), false)
+    }
+
+    static func request(port: Int, _ method: String, _ path: String, host: String? = nil, origin: String? = nil, body: String = "") throws -> Response {
+        let fd = try connect(port: port)
+        defer { close(fd) }
+        var req = "\(method) \(path) HTTP/1.1\r\nHost: \(host ?? "127.0.0.1:\(port)")\r\nConnection: close\r\n"
+        if let origin { req += "Origin: \(origin)\r\n" }
+        if !body.isEmpty { req += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+        req += "\r\n" + body
+        _ = req.withCString { send(fd, $0, strlen($0), 0) }
+        let (text, _) = read(fd)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        return Response(status: status, text: text)
+    }
+}
+
+final class RecordingDelegate: ShopperScreenDelegate {
+    let answers = Mutex<[ScreenConsentAnswer]>([])
+    func consentAnswered(_ answer: ScreenConsentAnswer) -> ScreenAnswerOutcome {
+        answers.withLock { $0.append(answer) }
+        return .accepted
+    }
+}
+
+/// The server over real loopback sockets; each test stops it, and every client read is bounded.
+@Suite(.serialized) struct ShopperScreenServerTests {
+    func withServer(_ body: (ShopperScreenServer, Int, RecordingDelegate) async throws -> Void) async throws {
+        let dir = try ShopperScreenTests.consentDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lib = try ConsentLibrary.load(directory: dir, id: "terms", version: "1", defaultLanguage: "zh-Hans")
+        let delegate = RecordingDelegate()
+        let server = ShopperScreenServer(configuration: .init(port: 0), hub: ScreenHub(), consents: lib, delegate: delegate)
+        let port = try await server.start()
+        do {
+            try await body(server, port, delegate)
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+
+    @Test func refusesNonLoopbackBind() async throws {
+        let lib = ConsentLibrary(texts: [ConsentText(id: "t", version: "1", language: "en", text: "x")], defaultLanguage: "en")
+        let server = ShopperScreenServer(configuration: .init(host: "0.0.0.0", port: 0), hub: ScreenHub(), consents: lib, delegate: RecordingDelegate())
+        await #expect(throws: ShopperScreenError.self) { try await server.start() }
+        await server.stop()
+    }
+
+    @Test func servesPageConsentAndChecksAccess() async throws {
+        try await withServer { server, port, delegate in
+            let page = try TinyHTTP.request(port: port, "GET", "/")
+            #expect(page.status == 200)
+            #expect(page.text.contains("Content-Security-Policy"))
+            #expect(!page.text.contains("http://") || !page.text.contains("https://"))
+            let consent = try TinyHTTP.request(port: port, "GET", "/consent?lang=en")
+            #expect(consent.status == 200)
+            let sha = sha256Hex(Data("Terms — English.\n".utf8))
+            #expect(consent.text.contains(sha))
+            #expect(try TinyHTTP.request(port: port, "GET", "/", host: "evil.example").status == 403)
+            #expect(try TinyHTTP.request(port: port, "GET", "/state", origin: "http://evil.example").status == 403)
+            let body = #"{"checkout_id":"c1","request_id":4,"answer":"accept","language":"en","text_sha256":"\#(sha)"}"#
+            #expect(try TinyHTTP.request(port: port, "POST", "/consent-answer", body: body).status == 403)  // no Origin
+            #expect(try TinyHTTP.request(port: port, "POST", "/consent-answer", origin: "http://evil.example", body: body).status == 403)
+            let bad = body.replacingOccurrences(of: sha, with: String(repeating: "0", count: 64))
+            #expect(try TinyHTTP.request(port: port, "POST", "/consent-answer", origin: "http://127.0.0.1:\(port)", body: bad).status == 400)
+            let ok = try TinyHTTP.request(port: port, "POST", "/consent-answer", origin: "http://127.0.0.1:\(port)", body: body)
+            #expect(ok.status == 200)
+            #expect(ok.text.contains("accepted"))
+            let got = delegate.answers.withLock { $0 }
+            #expect(got.count == 1)
+            #expect(got.first?.requestID == 4)
+            #expect(got.first?.answer == .confirmed)
+            #expect(got.first?.consent.language == "en")
+            #expect(try TinyHTTP.request(port: port, "GET", "/nope").status == 404)
+        }
+    }
+
+    @Test func eventStreamDeliversAndStopEndsIt() async throws {
+        let dir = try ShopperScreenTests.consentDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lib = try ConsentLibrary.load(directory: dir, id: "terms", version: "1", defaultLanguage: "en")
+        let hub = ScreenHub()
+        let server = ShopperScreenServer(configuration: .init(port: 0), hub: hub, consents: lib, delegate: RecordingDelegate())
+        let port = try await server.start()
+        let fd = try TinyHTTP.connect(port: port)
+        defer { close(fd) }
+        let req = "GET /events HTTP/1.1\r\nHost: localhost:\(port)\r\nAccept: text/event-stream\r\n\r\n"
+        _ = req.withCString { send(fd, $0, strlen($0), 0) }
+        let first = TinyHTTP.read(fd, until: "\"phase\":\"idle\"")
+        #expect(first.text.contains("text/event-stream"))
+        #expect(first.text.contains("\"phase\":\"idle\""))
+        #expect(hub.listenerCount == 1)
+        hub.ingest(ShopperScreenTests.checkout("c9", "consent_shown", extra: ["request_id": 9]))
+        let second = TinyHTTP.read(fd, until: "\"phase\":\"offer\"")
+        #expect(second.text.contains("\"request_id\":9"))
+        // Stopping closes the open stream: the client sees the end, and stop() does not wait for it.
+        await server.stop()
+        let end = TinyHTTP.read(fd, limit: 50)
+        #expect(end.closed)
+        #expect(hub.listenerCount == 0)
+        #expect(throws: (any Error).self) { try TinyHTTP.connect(port: port) }
     }
 }
