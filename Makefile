@@ -4,6 +4,8 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
+# The system Python: the Debian python3-selenium/python3-pytest packages live there.
+PYTHON ?= /usr/bin/python3
 
 .PHONY: all deps build build-release test test-unit test-browser test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
@@ -39,7 +41,7 @@ test-browser: deps
 	$(SWIFT) build --product kiosk-agent $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) build --product kiosk-central $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) build --product kioskctl $(SWIFT_BUILD_FLAGS)
-	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) timeout 900 python3 -m pytest -v -p no:cacheprovider Tests/browser
+	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) timeout 900 $(PYTHON) -m pytest -v -p no:cacheprovider Tests/browser
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
 # libusb transport, hotplug reconnect after an unplug (see Devices/testvm/tests/terminal-usb.sh).

@@ -216,6 +216,8 @@ async function loadConsent() {
 }
 function checkScrolled() {
   const box = $("consent-text");
+  // Only a text on screen counts as read (a hidden box has no height and would look "scrolled").
+  if (view !== "consent" || !consent || box.clientHeight === 0) return;
   if (box.scrollTop + box.clientHeight >= box.scrollHeight - 4) {
     $("accept").disabled = false;
     $("scroll-hint").classList.add("done");

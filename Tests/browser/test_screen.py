@@ -49,9 +49,13 @@ def visible_text(d):
     return d.find_element(By.TAG_NAME, "body").text
 
 
-def scroll_consent_to_end(d):
+def scroll_consent_to_end(d, shot):
+    """In landscape the text overflows its box: Accept stays disabled until it is scrolled to the end."""
     accept = d.find_element(By.ID, "accept")
+    box = d.find_element(By.ID, "consent-text")
+    assert d.execute_script("return arguments[0].scrollHeight > arguments[0].clientHeight + 4", box), "the text should overflow in landscape"
     assert not accept.is_enabled(), "Accept must stay disabled until the consent is scrolled to the end"
+    shoot(d, shot)
     d.execute_script("const b = document.getElementById('consent-text'); b.scrollTop = b.scrollHeight;"
                      "b.dispatchEvent(new Event('scroll'));")
     wait_for(lambda: accept.is_enabled(), 5, "Accept enabled after scrolling")
@@ -81,12 +85,12 @@ def test_offer_consent_accept_reaches_central(stack, page):
     assert "Sample Lender" in d.find_element(By.ID, "lender").text
     shoot(d, "2-offer")
     plans[2].click()
+    set_viewport(d, *ORIENTATIONS["landscape"])
     d.find_element(By.ID, "to-consent").click()
     wait_screen(d, "consent", 5)
     wait_for(lambda: "样本" in d.find_element(By.ID, "consent-text").text, 10, "the Chinese consent text")
     assert "2026.11-sample" in d.find_element(By.ID, "consent-version").text
-    shoot(d, "3-consent-zh")
-    scroll_consent_to_end(d)
+    scroll_consent_to_end(d, "3-consent-zh")
     d.find_element(By.ID, "accept").click()
     wait_screen(d, "liveness", 10)
     wait_for(lambda: d.find_element(By.ID, "challenge").text in ("请眨眼", "请看着摄像头"), 10, "a liveness challenge")
@@ -126,11 +130,11 @@ def test_english_consent_is_the_one_recorded(stack, page):
     d.find_element(By.CSS_SELECTOR, "button.lang[data-lang='en']").click()
     wait_for(lambda: d.find_element(By.ID, "to-consent").text == "Read the terms", 5, "English labels")
     shoot(d, "7-offer-en")
+    set_viewport(d, *ORIENTATIONS["landscape"])
     d.find_element(By.ID, "to-consent").click()
     wait_screen(d, "consent", 5)
     wait_for(lambda: "SAMPLE" in d.find_element(By.ID, "consent-text").text, 10, "the English consent text")
-    shoot(d, "8-consent-en")
-    scroll_consent_to_end(d)
+    scroll_consent_to_end(d, "8-consent-en")
     d.find_element(By.ID, "accept").click()
     wait_screen(d, "result", 40)
     shoot(d, "9-result-en")
