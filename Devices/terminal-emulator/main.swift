@@ -41,6 +41,8 @@
 // | `full-pan` | a PAYMENT_RESULT carrying a full PAN, framed without its own codec's validation: the agent must refuse it |
 // | `unplug-mid-exchange` | on SHOW_PROMPT unbinds its gadget (writes "" to configfs `UDC`) and exits |
 // | `echo` | sends nothing by itself; answers everything (prompts after `--prompt-delay-ms`); for `kioskctl terminal test` |
+// | `mixed` | many payments, every kind of answer by payment number (see `TerminalScenario.mixedAnswer`) |
+// | `screen` | sends payments, never answers SHOW_PROMPT (the kiosk's screen does); a DISPLAY_TEXT ends the prompt |
 //
 // Lines on stdout: `READY`, `EVENT ...` (ep0), `SESSION n ...`, what the scenario did, `STOP ...`.
 // SIGTERM/SIGINT stop it cleanly (threads joined); closing ep0 unregisters the gadget.

@@ -118,7 +118,7 @@ const T = {
     offer_title: "本次购物可分期付款", amount: "金额", lender: "贷款机构", no_thanks: "不用了", read_terms: "阅读条款",
     months: "期", per_month: "每月", fee: "手续费", total: "总额",
     consent_title: "分期付款条款", version: "版本", scroll_hint: "请滚动阅读全部条款后再同意", decline: "拒绝", accept: "同意",
-    liveness_title: "请看着摄像头", returning: "返回首页", done: "完成",
+    liveness_title: "人脸活体检测", returning: "返回首页", done: "完成",
     r_completed: "申请已提交", r_completed_text: "请保存您的申请编号。贷款机构将与您联系。",
     r_declined: "您已拒绝分期", r_declined_text: "您的付款已完成。谢谢！",
     r_timed_out: "未收到回答", r_timed_out_text: "未提交分期申请。您的付款已完成。",
@@ -135,7 +135,7 @@ const T = {
     offer_title: "Pay for this purchase in instalments", amount: "Amount", lender: "Lender", no_thanks: "No thanks",
     read_terms: "Read the terms", months: "months", per_month: "per month", fee: "fee", total: "total",
     consent_title: "Instalment terms", version: "Version", scroll_hint: "Scroll to the end of the terms to accept",
-    decline: "Decline", accept: "Accept", liveness_title: "Please look at the camera", returning: "Back to start in",
+    decline: "Decline", accept: "Accept", liveness_title: "Face check", returning: "Back to start in",
     done: "Done",
     r_completed: "Application sent", r_completed_text: "Keep your application reference. The lender will contact you.",
     r_declined: "No instalments", r_declined_text: "Your payment is complete. Thank you!",
@@ -293,6 +293,7 @@ $("decline").onclick = () => answer("decline");
 $("accept").onclick = () => answer("accept");
 $("done").onclick = toIdle;
 $("consent-text").addEventListener("scroll", checkScrolled);
+window.addEventListener("resize", () => setTimeout(checkScrolled, 50));
 fetch("/config").then((r) => r.json()).then((c) => { cfg = c; lang = c.default_language || lang; translate(); connect(); })
   .catch(() => { translate(); connect(); });
 """#

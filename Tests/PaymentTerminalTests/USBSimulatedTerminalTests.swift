@@ -76,6 +76,6 @@ struct USBSimulatedTerminalTests {
 
     @Test func scenarioNamesMatchTheEmulatorsCommandLine() {
         #expect(TerminalScenario.allCases.map(\.rawValue).sorted()
-            == ["echo", "full-pan", "garbage", "no-answer", "pay-confirm", "pay-decline", "unplug-mid-exchange"])
+            == ["echo", "full-pan", "garbage", "mixed", "no-answer", "pay-confirm", "pay-decline", "screen", "unplug-mid-exchange"])
     }
 }
