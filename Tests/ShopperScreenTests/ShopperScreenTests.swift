@@ -177,6 +177,33 @@ import Testing
         #expect(answers.wait(until: .now) == nil)
     }
 
+    @Test func screenConfigTable() throws {
+        var c = AgentConfig()
+        try c.apply(toml: """
+            [screen]
+            enabled = true
+            listen = "127.0.0.1:9000"
+            language = "en"
+            result_s = 5
+            instalment_months = "6, 12"
+            fee_bp_per_month = 0
+            """, source: "t")
+        try c.validate(source: "t")
+        #expect(c.screenEnabled && c.screenListen == "127.0.0.1:9000" && c.screenLanguage == "en" && c.screenResultSeconds == 5)
+        #expect(c.screenInstalmentMonthsList == [6, 12])
+        var open = c
+        open.screenListen = "0.0.0.0:8780"
+        #expect(throws: ConfigError.self) { try open.validate(source: "t") }
+        open.screenAllowNonLoopback = true
+        try open.validate(source: "t")
+        var bad = c
+        #expect(throws: ConfigError.self) { try bad.apply(toml: "[screen]\nlisten_port = 1\n", source: "t") }
+        bad.screenListen = "nonsense"
+        #expect(throws: ConfigError.self) { try bad.validate(source: "t") }
+        let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Provisioning/agent.toml").standardized.path
+        #expect(try !AgentConfig.load(path: shipped, environment: [:]).screenEnabled)
+    }
+
     @Test func consentLanguageChangeIsRecorded() throws {
         let en = ConsentText(id: "t", version: "1", language: "en", text: "English")
         let zh = ConsentText(id: "t", version: "1", language: "zh-Hans", text: "中文")
