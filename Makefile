@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-systemd test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
 
 help:
@@ -29,7 +29,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-systemd test-vm test-terminal-usb test-checkout-usb fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
@@ -42,6 +42,11 @@ test-terminal-usb: deps testvm-setup
 # on the host; every completed checkout is at central exactly once (checkout-usb.sh).
 test-checkout-usb: deps testvm-setup
 	Devices/testvm/tests/checkout-usb-vm.sh $(or $(CHECKOUT_PAYMENTS),100)
+
+# Static checks of the systemd units, sysusers.d and tmpfiles.d (systemd-analyze verify clean,
+# security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).
+test-systemd: deps
+	systemd/check.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)
