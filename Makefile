@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-systemd test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-systemd test-udev test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
 
 help:
@@ -29,7 +29,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-systemd test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-systemd test-udev test-vm test-terminal-usb test-checkout-usb fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
@@ -47,6 +47,11 @@ test-checkout-usb: deps testvm-setup
 # security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).
 test-systemd: deps
 	systemd/check.sh
+
+# Devices/udev/70-kiosk-agent.rules on a real udevd in the test VM (vivid camera, dummy_hcd
+# gadget as the terminal): links, group, access as kiosk-agent vs nobody (tests/udev.sh; ~1 min).
+test-udev: deps testvm-setup
+	Devices/testvm/tests/udev-vm.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)
