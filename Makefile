@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-systemd test-udev test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb demo bench fuzz clean help
 all: build
 
 help:
@@ -13,6 +13,7 @@ help:
 	@echo "make test   - install deps if missing, build, run every test (unit, end-to-end, test VM)"
 	@echo "make test-vm - only the real-kernel test VM self-checks (vivid, dummy_hcd + FunctionFS, power cut, network)"
 	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
+	@echo "make deb    - release build and the kiosk's .deb in .build/deb; make deb-check checks it"
 	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
 
 deps:
@@ -52,6 +53,14 @@ test-systemd: deps
 # gadget as the terminal): links, group, access as kiosk-agent vs nobody (tests/udev.sh; ~1 min).
 test-udev: deps testvm-setup
 	Devices/testvm/tests/udev-vm.sh
+
+# The kiosk's Debian package (release build, --static-swift-stdlib; minutes, so not in make test)
+# into .build/deb/, and its checks: contents, lintian, install/upgrade/remove/purge in a scratch root.
+deb: deps
+	Provisioning/deb.sh
+
+deb-check:
+	Provisioning/deb-check.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)
