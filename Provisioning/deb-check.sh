@@ -45,7 +45,33 @@ for b in kiosk-agent kioskctl; do
 done
 "$R/kiosk-agent" --help 2>&1 | grep -q 'usage: kiosk-agent' && pass "kiosk-agent --help runs" || fail "kiosk-agent --help"
 "$R/kioskctl" --help >/dev/null 2>&1 && pass "kioskctl --help runs" || fail "kioskctl --help"
-rm -f "$R/kiosk-agent" "$R/kioskctl"
+
+# MemoryDenyWriteExecute=yes: the packaged agent under the same seccomp filter systemd uses
+# (systemd/mdwe-exec.c) starts, sends READY=1 over NOTIFY_SOCKET, stops on SIGTERM with
+# STOPPING=1 and exit 0. Negative control: a W+X mmap is refused under the filter.
+mdwe() {
+    cc -O2 -o "$R/mdwe-exec" "$REPO/systemd/mdwe-exec.c" || { echo "cannot compile mdwe-exec"; return 1; }
+    "$R/mdwe-exec" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null &&
+        { echo "filter inactive: W+X mmap allowed"; return 1; }
+    mkdir -p "$R/agent-state" "$R/agent-run"
+    socat -u "UNIX-RECV:$R/notify" "CREATE:$R/notify.log" &
+    local sp=$! i
+    for i in $(seq 50); do [ -S "$R/notify" ] && break; sleep 0.1; done
+    NOTIFY_SOCKET=$R/notify KIOSK_AGENT_AGENT_STATE_DIR=$R/agent-state KIOSK_AGENT_CONTROL_SOCKET=$R/agent-run/control.sock \
+        KIOSK_AGENT_CONTROL_GROUP= "$R/mdwe-exec" "$R/kiosk-agent" --config "$REPO/Provisioning/agent.toml" >"$R/agent.log" 2>&1 &
+    local ap=$! t0=$SECONDS
+    while ! grep -q 'READY=1' "$R/notify.log" 2>/dev/null && kill -0 "$ap" 2>/dev/null && [ $((SECONDS - t0)) -lt 30 ]; do sleep 0.2; done
+    local ready=$((SECONDS - t0))
+    kill -TERM "$ap" 2>/dev/null; wait "$ap"; local rc=$?
+    sleep 0.3; kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
+    if grep -q 'READY=1' "$R/notify.log" && grep -q 'STOPPING=1' "$R/notify.log" && [ "$rc" -eq 0 ]; then
+        echo "READY=1 in ${ready} s, STOPPING=1, exit 0"
+    else
+        echo "rc $rc; notify: $(tr '\n' ' ' <"$R/notify.log" 2>/dev/null)"; tail -n 20 "$R/agent.log"; return 1
+    fi
+}
+if out=$(mdwe 2>&1); then pass "kiosk-agent under MemoryDenyWriteExecute: $out"; else fail "kiosk-agent under MemoryDenyWriteExecute:"; sed 's/^/    /' <<<"$out"; fi
+rm -rf "$R"/kiosk-agent "$R"/kioskctl "$R"/mdwe-exec "$R"/agent-* "$R"/notify*
 
 # --- 2. lintian ---
 if ! command -v lintian >/dev/null; then
