@@ -39,17 +39,21 @@ want=(
 miss=0
 for w in "${want[@]}"; do grep -qxF -- "$w" <<<"$contents" || { fail "contents: no '$w'"; miss=1; }; done
 [ "$miss" = 0 ] && pass "contents ($(grep -c . <<<"$contents") entries, $(du -h "$DEB" | cut -f1))"
+BINS=$(mktemp -d /tmp/kiosk-deb-bins.XXXXXX)
 for b in kiosk-agent kioskctl; do
-    dpkg-deb --fsys-tarfile "$DEB" | tar -xO "./usr/bin/$b" >"$R/$b" && chmod +x "$R/$b"
-    if ldd "$R/$b" | grep -q 'libswift'; then fail "$b links a shared Swift runtime"; else pass "$b: no shared Swift runtime"; fi
+    dpkg-deb --fsys-tarfile "$DEB" | tar -xO "./usr/bin/$b" >"$BINS/$b" && chmod +x "$BINS/$b"
+    if ldd "$BINS/$b" | grep -q 'libswift'; then fail "$b links a shared Swift runtime"; else pass "$b: no shared Swift runtime"; fi
 done
-"$R/kiosk-agent" --help 2>&1 | grep -q 'usage: kiosk-agent' && pass "kiosk-agent --help runs" || fail "kiosk-agent --help"
-"$R/kioskctl" --help >/dev/null 2>&1 && pass "kioskctl --help runs" || fail "kioskctl --help"
+"$BINS/kiosk-agent" --help 2>&1 | grep -q 'usage: kiosk-agent' && pass "kiosk-agent --help runs" || fail "kiosk-agent --help"
+"$BINS/kioskctl" --help >/dev/null 2>&1 && pass "kioskctl --help runs" || fail "kioskctl --help"
 
 # MemoryDenyWriteExecute=yes: the packaged agent under the same seccomp filter systemd uses
 # (systemd/mdwe-exec.c) starts, sends READY=1 over NOTIFY_SOCKET, stops on SIGTERM with
 # STOPPING=1 and exit 0. Negative control: a W+X mmap is refused under the filter.
 mdwe() {
+    local R
+    R=$(mktemp -d /tmp/kiosk-deb-mdwe.XXXXXX)
+    mv "$BINS/kiosk-agent" "$R/"
     cc -O2 -o "$R/mdwe-exec" "$REPO/systemd/mdwe-exec.c" || { echo "cannot compile mdwe-exec"; return 1; }
     "$R/mdwe-exec" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null &&
         { echo "filter inactive: W+X mmap allowed"; return 1; }
@@ -67,11 +71,12 @@ mdwe() {
     if grep -q 'READY=1' "$R/notify.log" && grep -q 'STOPPING=1' "$R/notify.log" && [ "$rc" -eq 0 ]; then
         echo "READY=1 in ${ready} s, STOPPING=1, exit 0"
     else
-        echo "rc $rc; notify: $(tr '\n' ' ' <"$R/notify.log" 2>/dev/null)"; tail -n 20 "$R/agent.log"; return 1
+        echo "rc $rc; notify: $(tr '\n' ' ' <"$R/notify.log" 2>/dev/null)"; tail -n 20 "$R/agent.log"; rm -rf "$R"; return 1
     fi
+    rm -rf "$R"
 }
 if out=$(mdwe 2>&1); then pass "kiosk-agent under MemoryDenyWriteExecute: $out"; else fail "kiosk-agent under MemoryDenyWriteExecute:"; sed 's/^/    /' <<<"$out"; fi
-rm -rf "$R"/kiosk-agent "$R"/kioskctl "$R"/mdwe-exec "$R"/agent-* "$R"/notify*
+rm -rf "$BINS"
 
 # --- 2. lintian ---
 if ! command -v lintian >/dev/null; then
@@ -81,7 +86,7 @@ if ! command -v lintian >/dev/null; then
         { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends lintian >/dev/null; }
 fi
 if command -v lintian >/dev/null; then
-    lout=$(lintian --no-tag-display-limit "$DEB" 2>&1)
+    lout=$(lintian --tag-display-limit 0 "$DEB" 2>&1)
     ne=$(grep -c '^E: ' <<<"$lout"); nw=$(grep -c '^W: ' <<<"$lout")
     sed 's/^/    /' <<<"$lout"
     [ "$ne" -eq 0 ] && pass "lintian: 0 errors, $nw warnings" || fail "lintian: $ne errors, $nw warnings"
@@ -105,7 +110,7 @@ if grep -q '^kiosk-agent:' "$R/etc/passwd" 2>/dev/null; then
     [ "$got" = "$want" ] && pass "installed: $got" || fail "installed: got '$got' want '$want'"
 else fail "install: no kiosk-agent user in the scratch root"; fi
 [ -L "$R/etc/systemd/system/multi-user.target.wants/kiosk-firstboot.service" ] && pass "kiosk-firstboot enabled" || fail "kiosk-firstboot not enabled"
-echo "state" >"$R/var/lib/kiosk-agent/outbox.sqlite"
+echo "state" >"$R/var/lib/kiosk-agent/outbox.sqlite" 2>/dev/null
 echo "# local edit" >>"$R/etc/kiosk-agent/agent.toml"
 step upgrade -i "$DEB"
 grep -q '# local edit' "$R/etc/kiosk-agent/agent.toml" && pass "upgrade keeps the edited config" || fail "upgrade lost the config edit"

@@ -3,7 +3,7 @@
 # (--static-swift-stdlib: no Swift runtime on the kiosk; the C libraries come from Debian).
 #   Provisioning/deb.sh [OUTDIR]        (default: .build/deb)
 # Environment: DEB_VERSION (default 0.1.0~git<date>.<commit>), SKIP_BUILD=1 (package the
-# binaries already in .build/release).
+# binaries already in .build/release), DEB_BIN_DIR (take the binaries from there instead).
 # Layout (Debian 12): /usr/bin/{kiosk-agent,kioskctl}, /lib/systemd/system/kiosk-*.service,
 # /usr/lib/sysusers.d + tmpfiles.d/kiosk-agent.conf, /lib/udev/rules.d/70-kiosk-agent.rules,
 # /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/profiles/*.json,
@@ -21,12 +21,15 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     done
 fi
 t1=$(date +%s)
-BIN=$("$SWIFT" build -c release --show-bin-path)
+BIN=${DEB_BIN_DIR:-$("$SWIFT" build -c release --show-bin-path)}
 ARCH=$(dpkg --print-architecture)
 VERSION=${DEB_VERSION:-0.1.0~git$(git log -1 --format=%cd --date=format:%Y%m%d).$(git rev-parse --short=7 HEAD)}
 PKG=kiosk-agent
+# A placeholder until the fleet has a packaging contact (lintian refuses @localhost).
+MAINTAINER=${DEB_MAINTAINER:-kiosk-agent builders <kiosk-agent@example.com>}
 ST=$(mktemp -d "${TMPDIR:-/tmp}/kiosk-deb.XXXXXX")
 trap 'rm -rf "$ST"' EXIT
+chmod 0755 "$ST"
 umask 022
 
 install -d "$ST/DEBIAN" "$ST/usr/bin" "$ST/lib/systemd/system" "$ST/usr/lib/sysusers.d" "$ST/usr/lib/tmpfiles.d" \
@@ -51,13 +54,13 @@ Comment: Built from the kiosk-agent repository with Provisioning/deb.sh. The bin
  licences (Apache-2.0, MIT) are those of the packages listed in Package.resolved.
 
 Files: *
-Copyright: the kiosk-agent authors
+Copyright: 2026 the kiosk-agent authors
 License: proprietary
  Not for redistribution outside the kiosk fleet.
 COPY
-printf '%s (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- kiosk-agent builders <kiosk-agent@localhost>  %s\n' \
-    "$PKG" "$VERSION" "$(git rev-parse HEAD)" "$(date -R -d "@$(git log -1 --format=%ct)")" |
-    gzip -9n >"$ST/usr/share/doc/$PKG/changelog.Debian.gz"
+printf '%s (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- %s  %s\n' \
+    "$PKG" "$VERSION" "$(git rev-parse HEAD)" "$MAINTAINER" "$(date -R -d "@$(git log -1 --format=%ct)")" |
+    gzip -9n >"$ST/usr/share/doc/$PKG/changelog.gz"  # native package: changelog.gz
 
 # Depends: the shared libraries the binaries need, from dpkg-shlibdeps (needs a debian/control).
 SH=$(mktemp -d "${TMPDIR:-/tmp}/kiosk-shlibs.XXXXXX")
@@ -75,10 +78,9 @@ cat >"$ST/DEBIAN/control" <<CTRL
 Package: $PKG
 Version: $VERSION
 Architecture: $ARCH
-Maintainer: kiosk-agent builders <kiosk-agent@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $SIZE
 Depends: $DEPS, systemd (>= 252), udev
-Recommends: init-system-helpers
 Suggests: cage, chromium
 Section: misc
 Priority: optional
