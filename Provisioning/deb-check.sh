@@ -35,6 +35,7 @@ want=(
     "-rw-r--r-- root/root ./lib/udev/rules.d/70-kiosk-agent.rules" "-rw-r--r-- root/root ./etc/kiosk-agent/agent.toml"
     "-rw-r--r-- root/root ./usr/share/kiosk-agent/profiles/kiosk-emulated-terminal.json"
     "-rw-r--r-- root/root ./usr/share/doc/kiosk-agent/copyright"
+    "-rw-r--r-- root/root ./usr/share/man/man8/kiosk-agent.8.gz" "-rw-r--r-- root/root ./usr/share/man/man1/kioskctl.1.gz"
 )
 miss=0
 for w in "${want[@]}"; do grep -qxF -- "$w" <<<"$contents" || { fail "contents: no '$w'"; miss=1; }; done

@@ -46,6 +46,11 @@ install -m 0644 Provisioning/agent.toml "$ST/etc/kiosk-agent/agent.toml"
 install -m 0644 Devices/profiles/*.json "$ST/usr/share/kiosk-agent/profiles/"
 install -m 0644 README.md "$ST/usr/share/doc/$PKG/README.md"
 install -m 0644 systemd/README.md "$ST/usr/share/doc/$PKG/systemd.md"
+# Man pages: kiosk-agent.8 by hand; kioskctl.1 from swift-argument-parser's help dump.
+install -d "$ST/usr/share/man/man1" "$ST/usr/share/man/man8"
+gzip -9n <Provisioning/kiosk-agent.8 >"$ST/usr/share/man/man8/kiosk-agent.8.gz"
+"$BIN/kioskctl" --experimental-dump-help | python3 Provisioning/manpage.py "$VERSION" | gzip -9n >"$ST/usr/share/man/man1/kioskctl.1.gz"
+chmod 0644 "$ST"/usr/share/man/man*/*.gz
 cat >"$ST/usr/share/doc/$PKG/copyright" <<COPY
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: kiosk-agent
