@@ -48,35 +48,43 @@ done
 "$BINS/kiosk-agent" --help 2>&1 | grep -q 'usage: kiosk-agent' && pass "kiosk-agent --help runs" || fail "kiosk-agent --help"
 "$BINS/kioskctl" --help >/dev/null 2>&1 && pass "kioskctl --help runs" || fail "kioskctl --help"
 
-# MemoryDenyWriteExecute=yes: the packaged agent under the same seccomp filter systemd uses
-# (systemd/mdwe-exec.c) starts, sends READY=1 over NOTIFY_SOCKET, stops on SIGTERM with
-# STOPPING=1 and exit 0. Negative control: a W+X mmap is refused under the filter.
-mdwe() {
+# The packaged agent under two of its unit's seccomp settings without a running systemd
+# (systemd/sandbox-exec.c): MemoryDenyWriteExecute's filter and the deny-list
+# `~@privileged @resources` (minus @chown; a hit kills the agent). It must start, send READY=1
+# over NOTIFY_SOCKET, and stop on SIGTERM with STOPPING=1 and exit 0. Negative controls: a W+X
+# mmap is refused and setpriority() is killed under the same launcher.
+sandboxed() {
     local R
-    R=$(mktemp -d /tmp/kiosk-deb-mdwe.XXXXXX)
+    R=$(mktemp -d /tmp/kiosk-deb-sandbox.XXXXXX)
     mv "$BINS/kiosk-agent" "$R/"
-    cc -O2 -o "$R/mdwe-exec" "$REPO/systemd/mdwe-exec.c" || { echo "cannot compile mdwe-exec"; return 1; }
-    "$R/mdwe-exec" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null &&
+    "$REPO/systemd/denylist.sh" >"$R/denied.h" || { echo "denylist.sh failed"; return 1; }
+    cc -O2 -DDENY_HEADER="\"$R/denied.h\"" -o "$R/sandbox-exec" "$REPO/systemd/sandbox-exec.c" ||
+        { echo "cannot compile sandbox-exec"; return 1; }
+    "$R/sandbox-exec" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null &&
         { echo "filter inactive: W+X mmap allowed"; return 1; }
+    ( "$R/sandbox-exec" python3 -c 'import os; os.setpriority(os.PRIO_PROCESS, 0, 5)' ) 2>/dev/null
+    [ $? -eq 159 ] || { echo "deny-list inactive: setpriority not killed by SIGSYS"; return 1; }
     mkdir -p "$R/agent-state" "$R/agent-run"
     socat -u "UNIX-RECV:$R/notify" "CREATE:$R/notify.log" &
     local sp=$! i
     for i in $(seq 50); do [ -S "$R/notify" ] && break; sleep 0.1; done
     NOTIFY_SOCKET=$R/notify KIOSK_AGENT_AGENT_STATE_DIR=$R/agent-state KIOSK_AGENT_CONTROL_SOCKET=$R/agent-run/control.sock \
-        KIOSK_AGENT_CONTROL_GROUP= "$R/mdwe-exec" "$R/kiosk-agent" --config "$REPO/Provisioning/agent.toml" >"$R/agent.log" 2>&1 &
+        "$R/sandbox-exec" "$R/kiosk-agent" --config "$REPO/Provisioning/agent.toml" >"$R/agent.log" 2>&1 &
     local ap=$! t0=$SECONDS
     while ! grep -q 'READY=1' "$R/notify.log" 2>/dev/null && kill -0 "$ap" 2>/dev/null && [ $((SECONDS - t0)) -lt 30 ]; do sleep 0.2; done
     local ready=$((SECONDS - t0))
+    sleep 1 # a second of running after READY (the sync and watchdog loops start)
     kill -TERM "$ap" 2>/dev/null; wait "$ap"; local rc=$?
     sleep 0.3; kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
     if grep -q 'READY=1' "$R/notify.log" && grep -q 'STOPPING=1' "$R/notify.log" && [ "$rc" -eq 0 ]; then
-        echo "READY=1 in ${ready} s, STOPPING=1, exit 0"
+        echo "$(grep -c . "$R/denied.h" | awk '{print int($1 / 3)}') syscalls denied; READY=1 in ${ready} s, STOPPING=1, exit 0"
     else
         echo "rc $rc; notify: $(tr '\n' ' ' <"$R/notify.log" 2>/dev/null)"; tail -n 20 "$R/agent.log"; rm -rf "$R"; return 1
     fi
     rm -rf "$R"
 }
-if out=$(mdwe 2>&1); then pass "kiosk-agent under MemoryDenyWriteExecute: $out"; else fail "kiosk-agent under MemoryDenyWriteExecute:"; sed 's/^/    /' <<<"$out"; fi
+if out=$(sandboxed 2>&1); then pass "kiosk-agent under MemoryDenyWriteExecute + ~@privileged @resources: $out"
+else fail "kiosk-agent under MemoryDenyWriteExecute + ~@privileged @resources:"; sed 's/^/    /' <<<"$out"; fi
 rm -rf "$BINS"
 
 # --- 2. lintian ---
