@@ -6,6 +6,7 @@
 # binaries already in .build/release), DEB_BIN_DIR (take the binaries from there instead).
 # Layout (Debian 12): /usr/bin/{kiosk-agent,kioskctl}, /lib/systemd/system/kiosk-*.service,
 # /usr/lib/sysusers.d + tmpfiles.d/kiosk-agent.conf, /lib/udev/rules.d/70-kiosk-agent.rules,
+# /lib/udev/rules.d/71-kiosk-enrol-media.rules, /usr/lib/kiosk-agent/enrol-from-media,
 # /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/profiles/*.json,
 # /usr/share/doc/kiosk-agent/. Maintainer scripts: Provisioning/debian/.
 set -euo pipefail
@@ -38,10 +39,13 @@ for p in "${PRODUCTS[@]}"; do
     install -m 0755 "$BIN/$p" "$ST/usr/bin/$p"
     strip --strip-unneeded --remove-section=.comment --remove-section=.note "$ST/usr/bin/$p"
 done
-install -m 0644 systemd/kiosk-agent.service systemd/kiosk-screen.service systemd/kiosk-firstboot.service "$ST/lib/systemd/system/"
+install -m 0644 systemd/kiosk-agent.service systemd/kiosk-screen.service systemd/kiosk-firstboot.service \
+    systemd/kiosk-enrol-media@.service "$ST/lib/systemd/system/"
+install -d "$ST/usr/lib/kiosk-agent"
+install -m 0755 Provisioning/enrol-from-media.sh "$ST/usr/lib/kiosk-agent/enrol-from-media"
 install -m 0644 systemd/sysusers.d/kiosk-agent.conf "$ST/usr/lib/sysusers.d/kiosk-agent.conf"
 install -m 0644 systemd/tmpfiles.d/kiosk-agent.conf "$ST/usr/lib/tmpfiles.d/kiosk-agent.conf"
-install -m 0644 Devices/udev/70-kiosk-agent.rules "$ST/lib/udev/rules.d/70-kiosk-agent.rules"
+install -m 0644 Devices/udev/70-kiosk-agent.rules Devices/udev/71-kiosk-enrol-media.rules "$ST/lib/udev/rules.d/"
 install -m 0644 Provisioning/agent.toml "$ST/etc/kiosk-agent/agent.toml"
 install -m 0644 Devices/profiles/*.json "$ST/usr/share/kiosk-agent/profiles/"
 install -m 0644 README.md "$ST/usr/share/doc/$PKG/README.md"

@@ -10,7 +10,13 @@ CACHE=${TESTVM_CACHE:-$REPO/.cache/testvm}
 
 "$REPO/Devices/testvm/setup.sh" || { echo "udev: testvm set-up failed" >&2; exit 1; }
 WORK=$(mktemp -d "$CACHE/udev.XXXXXX")
-"$REPO/Devices/testvm/run.sh" --timeout 180 --work "$WORK" "$@" -- Devices/testvm/tests/udev.sh 2>"$WORK/run.stderr"
+# The technician's enrolment medium: ext4 labelled KIOSK-ENROL with kiosk-enrol.env at its root.
+mkdir "$WORK/medium"
+printf 'KIOSK_CENTRAL_URL=https://central.example:8443\nKIOSK_ENROL_TOKEN=test-token-0001\nKIOSK_MERCHANT_ID=merchant-test\nKIOSK_SITE=vm\n' >"$WORK/medium/kiosk-enrol.env"
+truncate -s 8M "$WORK/medium.img"
+mkfs.ext4 -q -F -L KIOSK-ENROL -d "$WORK/medium" "$WORK/medium.img" || { echo "udev: mkfs.ext4 failed" >&2; exit 1; }
+"$REPO/Devices/testvm/run.sh" --timeout 180 --work "$WORK" --disk "$WORK/medium.img" "$@" -- \
+    Devices/testvm/tests/udev.sh "$REPO" "$WORK/medium/kiosk-enrol.env" 2>"$WORK/run.stderr"
 rc=$?
 cat "$WORK/run.stderr" >&2
 echo "--- results:"

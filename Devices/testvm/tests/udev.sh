@@ -15,6 +15,9 @@
 #                     usbfs node, crw-rw---- kiosk-agent; the kiosk-agent user reads its
 #                     descriptors, nobody cannot
 #   terminal-unplug   the link disappears when the gadget is unbound
+#   enrol-media       with a disk labelled KIOSK-ENROL (udev-vm.sh makes one): 71-kiosk-enrol-media
+#                     tags it for systemd with SYSTEMD_WANTS=kiosk-enrol-media@vda.service, and
+#                     Provisioning/enrol-from-media.sh copies its kiosk-enrol.env (0600, same bytes)
 . "$TESTVM_LIB"
 REPO=${TESTVM_REPO:-$(pwd)}
 SERIAL=UDEV-TEST-0001
@@ -48,7 +51,7 @@ sysusers() {
 }
 check sysusers sysusers
 mkdir -p /etc/udev/rules.d
-cp "$REPO/Devices/udev/70-kiosk-agent.rules" /etc/udev/rules.d/ || exit 1
+cp "$REPO/Devices/udev/70-kiosk-agent.rules" "$REPO/Devices/udev/71-kiosk-enrol-media.rules" /etc/udev/rules.d/ || exit 1
 vm_start_udevd || exit 1
 
 # --- cameras: vivid (capture /dev/video0, output /dev/video1) ---------------------------------
@@ -133,6 +136,24 @@ terminal_unplug() {
     echo "OK $LINK removed on unplug"
 }
 check terminal-unplug terminal_unplug
+
+# --- enrolment medium (a disk labelled KIOSK-ENROL on /dev/vda, when udev-vm.sh attached one) --
+enrol_media() {
+    props=$(udevadm info --query=property /dev/vda) || { echo "FAIL: no /dev/vda"; return 1; }
+    echo "$props" | grep -qx 'ID_FS_LABEL=KIOSK-ENROL' || { echo "FAIL: /dev/vda is not labelled KIOSK-ENROL"; return 1; }
+    echo "$props" | grep -qx 'SYSTEMD_WANTS=kiosk-enrol-media@vda.service' ||
+        { echo "FAIL: no SYSTEMD_WANTS: $(echo "$props" | grep -E 'SYSTEMD|TAGS' | tr '\n' ' ')"; return 1; }
+    echo "$props" | grep -q '^TAGS=.*:systemd:' || { echo "FAIL: not tagged systemd"; return 1; }
+    modprobe ext4
+    KIOSK_ETC=/run/kiosk-etc "$REPO/Provisioning/enrol-from-media.sh" /dev/vda || { echo "FAIL: enrol-from-media"; return 1; }
+    cmp /run/kiosk-etc/enrol.env "$ENROL_SAMPLE" || { echo "FAIL: copied file differs"; return 1; }
+    perms=$(stat -c '%a %U' /run/kiosk-etc/enrol.env)
+    [ "$perms" = "600 root" ] || { echo "FAIL: enrol.env is '$perms'"; return 1; }
+    grep -q ' /tmp/kiosk-enrol' /proc/mounts && { echo "FAIL: medium still mounted"; return 1; }
+    echo "OK /dev/vda (KIOSK-ENROL) wants kiosk-enrol-media@vda.service; enrol.env copied 0600 root, unmounted"
+}
+ENROL_SAMPLE=${2:-}
+if [ -n "$ENROL_SAMPLE" ]; then check enrol-media enrol_media; fi
 
 vm_log "udev checks done: failed=$failed"
 exit "$failed"
