@@ -53,9 +53,10 @@ done
 
 # The packaged agent under two of its unit's seccomp settings without a running systemd
 # (systemd/sandbox-exec.c): MemoryDenyWriteExecute's filter and the deny-list
-# `~@privileged @resources` (minus @chown; a hit kills the agent). It must start, send READY=1
-# over NOTIFY_SOCKET, and stop on SIGTERM with STOPPING=1 and exit 0. Negative controls: a W+X
-# mmap is refused and setpriority() is killed under the same launcher.
+# `~@privileged @resources` (minus @chown; EPERM, as SystemCallErrorNumber=EPERM). It must
+# start, send READY=1 over NOTIFY_SOCKET, and stop on SIGTERM with STOPPING=1 and exit 0; with
+# strace installed, the denied calls it made are listed. Negative controls: a W+X mmap and
+# setpriority() are refused under the same launcher.
 sandboxed() {
     local R
     R=$(mktemp -d /tmp/kiosk-deb-sandbox.XXXXXX)
@@ -65,22 +66,34 @@ sandboxed() {
         { echo "cannot compile sandbox-exec"; return 1; }
     "$R/sandbox-exec" python3 -c 'import mmap; mmap.mmap(-1, 4096, prot=7)' 2>/dev/null &&
         { echo "filter inactive: W+X mmap allowed"; return 1; }
-    ( "$R/sandbox-exec" python3 -c 'import os; os.setpriority(os.PRIO_PROCESS, 0, 5)' ) 2>/dev/null
-    [ $? -eq 159 ] || { echo "deny-list inactive: setpriority not killed by SIGSYS"; return 1; }
+    "$R/sandbox-exec" python3 -c 'import os; os.setpriority(os.PRIO_PROCESS, 0, 5)' 2>/dev/null &&
+        { echo "deny-list inactive: setpriority allowed"; return 1; }
+    local tracer=() names
+    if command -v strace >/dev/null; then
+        names=$(sed -n 's/^__NR_\(.*\),$/?\1/p' "$R/denied.h" | tr '\n' ',' | sed 's/,$//')
+        tracer=(strace -f -qq -o "$R/denied.trace" -e "trace=$names")
+    fi
     mkdir -p "$R/agent-state" "$R/agent-run"
     socat -u "UNIX-RECV:$R/notify" "CREATE:$R/notify.log" &
     local sp=$! i
     for i in $(seq 50); do [ -S "$R/notify" ] && break; sleep 0.1; done
+    # The shipped config with sync off (no device key before provisioning: the agent would
+    # stop with 78, EX_CONFIG) and the state and socket in the temp dir.
     NOTIFY_SOCKET=$R/notify KIOSK_AGENT_AGENT_STATE_DIR=$R/agent-state KIOSK_AGENT_CONTROL_SOCKET=$R/agent-run/control.sock \
-        "$R/sandbox-exec" "$R/kiosk-agent" --config "$REPO/Provisioning/agent.toml" >"$R/agent.log" 2>&1 &
+        KIOSK_AGENT_SYNC_KEY_FILE= KIOSK_AGENT_SYNC_CERT_FILE= KIOSK_AGENT_SYNC_CA_FILE= \
+        "${tracer[@]}" "$R/sandbox-exec" "$R/kiosk-agent" --config "$REPO/Provisioning/agent.toml" >"$R/agent.log" 2>&1 &
     local ap=$! t0=$SECONDS
     while ! grep -q 'READY=1' "$R/notify.log" 2>/dev/null && kill -0 "$ap" 2>/dev/null && [ $((SECONDS - t0)) -lt 30 ]; do sleep 0.2; done
     local ready=$((SECONDS - t0))
     sleep 1 # a second of running after READY (the sync and watchdog loops start)
-    kill -TERM "$ap" 2>/dev/null; wait "$ap"; local rc=$?
+    local agent=$ap
+    [ ${#tracer[@]} -eq 0 ] || agent=$(pgrep -P "$ap" | head -n 1)
+    kill -TERM "${agent:-$ap}" 2>/dev/null; wait "$ap"; local rc=$?
     sleep 0.3; kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
     if grep -q 'READY=1' "$R/notify.log" && grep -q 'STOPPING=1' "$R/notify.log" && [ "$rc" -eq 0 ]; then
-        echo "$(grep -c . "$R/denied.h" | awk '{print int($1 / 3)}') syscalls denied; READY=1 in ${ready} s, STOPPING=1, exit 0"
+        local hits=none
+        [ -s "$R/denied.trace" ] && hits=$(grep -o '^[0-9]* *[a-z_0-9]*(' "$R/denied.trace" | sed 's/^[0-9]* *//; s/($//' | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')
+        echo "$(grep -c . "$R/denied.h" | awk '{print int($1 / 3)}') syscalls denied; READY=1 in ${ready} s, STOPPING=1, exit 0; denied calls made: ${hits}"
     else
         echo "rc $rc; notify: $(tr '\n' ' ' <"$R/notify.log" 2>/dev/null)"; tail -n 20 "$R/agent.log"; rm -rf "$R"; return 1
     fi
