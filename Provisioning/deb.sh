@@ -45,9 +45,12 @@ install -d "$ST/usr/lib/kiosk-agent"
 install -m 0755 Provisioning/enrol-from-media.sh "$ST/usr/lib/kiosk-agent/enrol-from-media"
 install -m 0644 systemd/sysusers.d/kiosk-agent.conf "$ST/usr/lib/sysusers.d/kiosk-agent.conf"
 install -m 0644 systemd/tmpfiles.d/kiosk-agent.conf "$ST/usr/lib/tmpfiles.d/kiosk-agent.conf"
-install -m 0644 Devices/udev/70-kiosk-agent.rules Devices/udev/71-kiosk-enrol-media.rules "$ST/lib/udev/rules.d/"
+install -m 0644 Devices/udev/70-kiosk-agent.rules Devices/udev/71-kiosk-enrol-media.rules \
+    Devices/udev/72-kiosk-agent-scanners.rules "$ST/lib/udev/rules.d/"
 install -m 0644 Provisioning/agent.toml "$ST/etc/kiosk-agent/agent.toml"
 install -m 0644 Devices/profiles/*.json "$ST/usr/share/kiosk-agent/profiles/"
+install -d "$ST/usr/share/kiosk-agent/scanners"
+install -m 0644 Devices/scanners/*.json "$ST/usr/share/kiosk-agent/scanners/"
 install -m 0644 README.md "$ST/usr/share/doc/$PKG/README.md"
 install -m 0644 systemd/README.md "$ST/usr/share/doc/$PKG/systemd.md"
 # Man pages: kiosk-agent.8 by hand; kioskctl.1 from swift-argument-parser's help dump.

@@ -9,6 +9,17 @@ cd "$REPO" || exit 1
 CACHE=${TESTVM_CACHE:-$REPO/.cache/testvm}
 
 "$REPO/Devices/testvm/setup.sh" || { echo "udev: testvm set-up failed" >&2; exit 1; }
+# Every profile has its udev line: terminals in 70-kiosk-agent.rules (also a unit test),
+# scanners in 72-kiosk-agent-scanners.rules.
+ids() { python3 -c 'import json,sys
+for f in sys.argv[1:]:
+    u = json.load(open(f))["usb"]; print("%04x:%04x" % (int(u["vendor_id"], 16), int(u["product_id"], 16)))' "$@" | sort; }
+rule_ids() { sed -n 's/.*ATTR{idVendor}=="\([0-9a-f]*\)", ATTR{idProduct}=="\([0-9a-f]*\)".*/\1:\2/p' "$1" | sort; }
+for pair in "profiles:70-kiosk-agent.rules" "scanners:72-kiosk-agent-scanners.rules"; do
+    want=$(ids "$REPO"/Devices/"${pair%%:*}"/*.json); got=$(rule_ids "$REPO/Devices/udev/${pair#*:}")
+    if [ "$want" = "$got" ]; then echo "PASS udev-lists ${pair#*:}: $(echo $got)"
+    else echo "FAIL udev-lists ${pair#*:} lists '$(echo $got)', Devices/${pair%%:*} has '$(echo $want)'"; exit 1; fi
+done
 WORK=$(mktemp -d "$CACHE/udev.XXXXXX")
 # The technician's enrolment medium: ext4 labelled KIOSK-ENROL with kiosk-enrol.env at its root.
 mkdir "$WORK/medium"

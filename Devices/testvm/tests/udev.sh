@@ -15,6 +15,8 @@
 #                     usbfs node, crw-rw---- kiosk-agent; the kiosk-agent user reads its
 #                     descriptors, nobody cannot
 #   terminal-unplug   the link disappears when the gadget is unbound
+#   scanner-node      the same gadget as 1209:5343 (test-hid-scanner's ids):
+#                     /dev/kiosk/scanner-UDEV-TEST-0001 -> its usbfs node, crw-rw---- kiosk-agent
 #   enrol-media       with a disk labelled KIOSK-ENROL (udev-vm.sh makes one): 71-kiosk-enrol-media
 #                     tags it for systemd with SYSTEMD_WANTS=kiosk-enrol-media@vda.service, and
 #                     Provisioning/enrol-from-media.sh copies its kiosk-enrol.env (0600, same bytes)
@@ -51,7 +53,8 @@ sysusers() {
 }
 check sysusers sysusers
 mkdir -p /etc/udev/rules.d
-cp "$REPO/Devices/udev/70-kiosk-agent.rules" "$REPO/Devices/udev/71-kiosk-enrol-media.rules" /etc/udev/rules.d/ || exit 1
+cp "$REPO/Devices/udev/70-kiosk-agent.rules" "$REPO/Devices/udev/71-kiosk-enrol-media.rules" \
+    "$REPO/Devices/udev/72-kiosk-agent-scanners.rules" /etc/udev/rules.d/ || exit 1
 vm_start_udevd || exit 1
 
 # --- cameras: vivid (capture /dev/video0, output /dev/video1) ---------------------------------
@@ -136,6 +139,17 @@ terminal_unplug() {
     echo "OK $LINK removed on unplug"
 }
 check terminal-unplug terminal_unplug
+
+scanner_node() {
+    node=$(plug 0x1209 0x5343) || { echo "FAIL: 1209:5343 did not enumerate"; return 1; }
+    link=/dev/kiosk/scanner-$SERIAL
+    wait_for -L "$link"
+    node_is "$link" "crw-rw---- kiosk-agent" || { unplug; return 1; }
+    [ "$(readlink -f "$link")" = "$node" ] || { echo "FAIL: $link is not $node"; unplug; return 1; }
+    [ ! -e "$LINK" ] || { echo "FAIL: the scanner also got $LINK"; unplug; return 1; }
+    unplug
+}
+check scanner-node scanner_node
 
 # --- enrolment medium (a disk labelled KIOSK-ENROL on /dev/vda, when udev-vm.sh attached one) --
 enrol_media() {
