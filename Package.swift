@@ -155,6 +155,7 @@ let package = Package(
         ),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
+        .testTarget(name: "CameraTests", dependencies: ["Camera"]),
         .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskSys", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",
