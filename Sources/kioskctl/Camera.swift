@@ -154,17 +154,20 @@ extension KioskCtl.CameraCommand {
             let first = firstAt ?? end
             let fps = count > 1 ? Double(count - 1) / max(1e-9, end.timeIntervalSince(first)) : 0
             let firstFrameMs = first.timeIntervalSince(start) * 1000
+            // The capture thread's rate (every frame it dequeued, including those the consumer
+            // let the stream replace): what the driver delivers, apart from the consumer's speed.
+            let captureFPS = stats.delivered > 1 ? Double(stats.delivered - 1) / max(1e-9, end.timeIntervalSince(first)) : 0
             if json {
                 try printJSONObject(["identity": device.identity.description, "path": device.path, "profile": profile.name,
-                                     "frames": count, "fps": (fps * 100).rounded() / 100, "first_frame_ms": Int(firstFrameMs),
+                                     "frames": count, "fps": (fps * 100).rounded() / 100, "capture_fps": (captureFPS * 100).rounded() / 100, "first_frame_ms": Int(firstFrameMs),
                                      "dropped_by_driver": stats.droppedByDriver, "dropped_by_consumer": stats.droppedByConsumer,
                                      "format": formatJSON(stats.format), "mean_luma": (lumaSum / 2 * 10).rounded() / 10])
             } else {
                 let f = stats.format
                 print("\(device.identity) (\(device.path)), profile \(profile.name)")
                 print("format \(f.map { "\($0.width)x\($0.height) \($0.pixelFormat.rawValue), \($0.buffers) buffers, driver fps \($0.fps.map { String($0) } ?? "-")" } ?? "-")")
-                print(String(format: "%d frames, %.2f fps (after the first, which took %.0f ms), dropped %d by driver, %d by consumer",
-                             count, fps, firstFrameMs, stats.droppedByDriver, stats.droppedByConsumer))
+                print(String(format: "%d frames, %.2f fps (after the first, which took %.0f ms); capture thread %.2f fps; dropped %d by driver, %d by consumer",
+                             count, fps, firstFrameMs, captureFPS, stats.droppedByDriver, stats.droppedByConsumer))
             }
         }
     }
