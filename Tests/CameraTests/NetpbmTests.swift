@@ -117,3 +117,25 @@ func scratchDirectory() -> String {
         #expect(!CameraError.timeout(device: "/dev/video0", seconds: 2).isDisconnect)
     }
 }
+
+@Suite struct DeviceErrorTests {
+    @Test func queryCapOnANonVideoNodeIsTyped() {
+        #expect(throws: CameraError.system(call: "VIDIOC_QUERYCAP", device: "/dev/null", errno: ENOTTY)) {
+            try CameraEnumerator.query(path: "/dev/null")
+        }
+    }
+
+    @Test func captureFromAMissingNodeEndsTheStreamWithATypedError() async {
+        let device = CameraDevice(path: "/nonexistent/video0", identity: CameraIdentity(card: "x", busInfo: "y"), driver: "x", capabilities: 0)
+        let source = V4L2Source(device: device, profile: .fallback)
+        do {
+            for try await _ in source.frames() { Issue.record("a frame from a missing node") }
+            Issue.record("the stream ended without an error")
+        } catch let error as CameraError {
+            #expect(error == .system(call: "v4l2_open", device: "/nonexistent/video0", errno: ENOENT))
+            #expect(error.isDisconnect)
+        } catch {
+            Issue.record("untyped error \(error)")
+        }
+    }
+}
