@@ -165,3 +165,31 @@ func monotonicNanos() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+extension CameraEnumerator {
+    /// ``find(_:devDirectory:)`` on a thread of its own (it opens device nodes and issues
+    /// `VIDIOC_QUERYCAP`): for async callers, which must not block Swift's cooperative pool.
+    public static func findOffPool(_ identity: CameraIdentity) async throws -> CameraDevice {
+        try await onOwnThread(name: "camera-find") { () throws(CameraError) -> CameraDevice in try find(identity) }
+    }
+
+    /// ``list(devDirectory:)`` on a thread of its own.
+    public static func listOffPool() async -> [CameraDevice] {
+        (try? await onOwnThread(name: "camera-list") { () throws(CameraError) -> [CameraDevice] in list() }) ?? []
+    }
+}
+
+/// Runs `body` on a new thread and resumes the caller with its result.
+func onOwnThread<T: Sendable>(name: String, _ body: @escaping @Sendable () throws(CameraError) -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, Error>) in
+        let t = Thread {
+            do throws(CameraError) {
+                c.resume(returning: try body())
+            } catch {
+                c.resume(throwing: error)
+            }
+        }
+        t.name = name
+        t.start()
+    }
+}

@@ -51,9 +51,9 @@ public final class CameraSupervisor: Sendable {
         CameraSupervisor(retryInterval: retryInterval, logger: logger) {
             let device: CameraDevice
             if let identity {
-                device = try CameraEnumerator.find(identity)
+                device = try await CameraEnumerator.findOffPool(identity)
             } else {
-                guard let first = CameraEnumerator.list().first else { throw CameraError.notFound("any camera") }
+                guard let first = await CameraEnumerator.listOffPool().first else { throw CameraError.notFound("any camera") }
                 device = first
             }
             return V4L2Source(device: device, profile: CameraProfile.best(for: device, in: profiles))

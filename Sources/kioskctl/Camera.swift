@@ -184,7 +184,7 @@ extension KioskCtl.CameraCommand {
             let (device, profile) = try camera.resolve()
             let identity = device.identity
             let supervisor = CameraSupervisor(retryInterval: .milliseconds(retryMs)) {
-                let d = try CameraEnumerator.find(identity)
+                let d = try await CameraEnumerator.findOffPool(identity)
                 return V4L2Source(device: d, profile: profile)
             }
             let t0 = Date()
