@@ -107,8 +107,9 @@ let package = Package(
         .executableTarget(
             name: "kioskctl",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent", "Camera",
+                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal", "Camera",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(

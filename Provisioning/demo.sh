@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# make demo: a whole store-and-forward run on loopback with real mTLS.
-#   1. dev PKI (CA, server cert, device cert)      4. feed sample applications (stand-in for checkout)
-#   2. kiosk-central on 127.0.0.1 (ephemeral port)  5. show them arrive at central, exactly once
-#   3. kiosk-agent with a demo config              6. stop both gracefully, exit 0
+# make demo: whole checkouts on the embedded default, on loopback with real mTLS.
+#   1. dev PKI (CA, server cert, device cert)       4. the simulated terminal plays DEMO_PAYMENTS payments:
+#   2. kiosk-central on 127.0.0.1 (ephemeral port)     consent prompt -> answer -> liveness -> signed
+#   3. kiosk-agent: simulated payment terminal,         application, durably queued, synced
+#      simulated liveness step, demo config          5. every completed checkout is at central exactly once
+#                                                    6. stop gracefully (SIGTERM), exit 0
 set -euo pipefail
 BIN=${1:-.build/debug}
-COUNT=${DEMO_COUNT:-5}
+PAYMENTS=${DEMO_PAYMENTS:-10}
 DEVICE=kiosk-demo-0001
 WORK=$(mktemp -d /tmp/kiosk-demo.XXXXXX)
 PIDS=()
@@ -42,7 +44,18 @@ key_file = "$WORK/pki/devices/$DEVICE.key"
 idle_poll_ms = 500
 [control]
 socket = "$WORK/control.sock"
-allow_submit = true
+[terminal]
+driver = "simulated"              # the in-process terminal; "usb" drives a real one (Devices/profiles)
+simulated_scenario = "mixed"      # every 5th shopper declines, every 7th lets the prompt expire, ...
+simulated_payments = $PAYMENTS
+simulated_interval_ms = 400
+simulated_answer_ms = 300
+[checkout]
+cooldown_s = 0
+prompt_timeout_s = 2
+answer_grace_ms = 500
+[liveness]
+mode = "simulated"                # the demo's stand-in; the camera step is issue 5
 TOML
 "$BIN/kiosk-agent" --config "$WORK/agent.toml" 2>"$WORK/agent.log" &
 AGENT=$!
@@ -50,22 +63,36 @@ PIDS+=($AGENT)
 for _ in $(seq 100); do "$BIN/kioskctl" status --socket "$WORK/control.sock" >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN/kioskctl" status --socket "$WORK/control.sock"
 
-step "feeding $COUNT sample applications (each acknowledged only once fsync'd)"
-"$BIN/kioskctl" dev submit-sample --count "$COUNT" --device-id "$DEVICE" --socket "$WORK/control.sock"
+step "$PAYMENTS payments on the simulated terminal, followed live (kioskctl watch)"
+"$BIN/kioskctl" watch --socket "$WORK/control.sock" >"$WORK/watch.log" 2>&1 &
+WATCH=$!
+PIDS+=($WATCH)
+finals() { "$BIN/kioskctl" status --socket "$WORK/control.sock" --json |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(d.get("checkouts",{}).get("since_start",{}).values()))'; }
+for _ in $(seq 600); do [ "$(finals)" -ge "$PAYMENTS" ] && break; sleep 0.2; done
+kill "$WATCH" 2>/dev/null || true
+sed 's/^/   /' "$WORK/watch.log"
+echo
+"$BIN/kioskctl" checkouts --limit "$PAYMENTS" --socket "$WORK/control.sock"
+COMPLETED=$("$BIN/kioskctl" status --socket "$WORK/control.sock" --json |
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["checkouts"]["since_start"].get("completed",0))')
 
-step "waiting for them to reach central"
-for _ in $(seq 100); do
+step "waiting for the $COMPLETED applications to reach central"
+n=0
+for _ in $(seq 150); do
   n=$("$BIN/kiosk-central" stats --db "$WORK/central.sqlite" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])')
-  [ "$n" -ge "$COUNT" ] && break; sleep 0.2
+  [ "$n" -ge "$COMPLETED" ] && break; sleep 0.2
 done
 "$BIN/kioskctl" queue list --socket "$WORK/control.sock"
 echo
 "$BIN/kiosk-central" list --db "$WORK/central.sqlite"
 echo
 "$BIN/kioskctl" status --socket "$WORK/control.sock"
-[ "$n" -eq "$COUNT" ] || { echo "demo: expected $COUNT applications at central, found $n" >&2; exit 1; }
+[ "$COMPLETED" -gt 0 ] || { echo "demo: no checkout completed" >&2; exit 1; }
+[ "$n" -eq "$COMPLETED" ] || { echo "demo: expected $COMPLETED applications at central, found $n" >&2; exit 1; }
 
 step "graceful stop (SIGTERM)"
 kill -TERM "$AGENT"; wait "$AGENT" && echo "   kiosk-agent stopped cleanly"
 echo
-echo "demo: $COUNT applications queued durably, delivered over mTLS, stored once each at central. OK"
+echo "demo: $PAYMENTS payments -> $COMPLETED confirmed checkouts -> $COMPLETED signed applications, queued durably,"
+echo "      delivered over mTLS, stored once each at central. OK"

@@ -196,6 +196,28 @@ func runEmulator(_ options: Options) throws -> Int32 {
     return 0
 }
 
+/// `hid-type --device /dev/hidg0 --layout us --text T [--text T2 ...]`: plays a keyboard-wedge
+/// scanner on a configfs HID gadget (usb_f_hid): each text as key-down/key-up boot-keyboard
+/// reports followed by Enter, as a scanner configured for that layout sends it.
+func runHIDType(_ options: Options) throws -> Int32 {
+    let path = try options.string("device")
+    guard let layout = KeyboardLayout(rawValue: try options.string("layout", default: "us")) else { throw UsageError(description: "unknown --layout") }
+    let texts = try options.string("text").split(separator: "|").map(String.init)
+    let fd = open(path, O_WRONLY)
+    guard fd >= 0 else { throw UsageError(description: "cannot open \(path): errno \(errno)") }
+    defer { close(fd) }
+    for text in texts {
+        guard let reports = HIDKeyboardDecoder.reports(typing: text, layout: layout) else { throw UsageError(description: "\(layout) cannot type \(text)") }
+        for r in reports {
+            // Each write is one interrupt IN report; it blocks until the host has polled the last one.
+            let n = r.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard n == r.count else { throw UsageError(description: "write \(path): \(n) bytes, errno \(errno)") }
+        }
+        say("typed \(text.count) characters + Enter (\(reports.count) reports, layout \(layout.rawValue))")
+    }
+    return 0
+}
+
 // Top-level code runs on the main thread: the emulator's blocking loop stays there (never on
 // Swift's cooperative pool); the host checks await the driver, whose blocking calls run on its
 // own dispatch queue and threads.
@@ -213,6 +235,7 @@ do {
     case "host-test": status = try await runHostTest(options)
     case "host-scenario": status = try await runHostScenario(options)
     case "sim-test": status = try runSimTest(options)
+    case "hid-type": status = try runHIDType(options)
     default:
         say(usage)
         status = 2

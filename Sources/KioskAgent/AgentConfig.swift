@@ -90,6 +90,10 @@ public struct AgentConfig: Sendable, Equatable {
     public var requireLiveness = true
     /// Liveness step: "none" (inconclusive: no application when required) or "simulated" (demo).
     public var livenessMode = "none"
+    /// `scanner.profile`: a USB HID QR/barcode scanner's profile (Devices/scanners); nil = none.
+    public var scannerProfile: String?
+    /// `scanner.serial`: which scanner, when several of the profile are plugged in.
+    public var scannerSerial: String?
     /// The consent text shown (UTF-8 file); empty: the built-in sample text.
     public var consentFile: String?
     /// The consent text's id.
@@ -271,6 +275,8 @@ extension AgentConfig {
         "checkout.consent_version": str(\.consentVersion),
         "checkout.consent_language": str(\.consentLanguage),
         "liveness.mode": str(\.livenessMode),
+        "scanner.profile": optStr(\.scannerProfile),
+        "scanner.serial": optStr(\.scannerSerial),
     ]
 
     /// Every key the config understands, as `table.key`.

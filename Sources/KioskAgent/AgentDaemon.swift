@@ -136,6 +136,8 @@ public final class AgentDaemon: Sendable {
     public let terminal: (any TerminalPort)?
     /// The checkout flow, when a terminal is configured.
     public let checkouts: CheckoutRunner?
+    /// The QR/barcode scanner, when one is configured.
+    public let scanner: ScannerService?
 
     /// Opens the state directory and the outbox (migrating it); devices are enumerated here later.
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
@@ -166,6 +168,23 @@ public final class AgentDaemon: Sendable {
                                        bus: events, logger: Logger(label: "kiosk.checkout"), onEnqueued: { doorbell.ring() })
         } else {
             checkouts = nil
+        }
+        scanner = try Self.makeScanner(config, bus: events)
+    }
+
+    static func makeScanner(_ config: AgentConfig, bus: EventBus) throws -> ScannerService? {
+        guard let path = config.scannerProfile, !path.isEmpty else { return nil }
+        let profile: ScannerProfile
+        do {
+            profile = try ScannerProfile.load(path: path)
+        } catch {
+            throw ConfigError(source: path, key: "scanner.profile", message: "\(error)")
+        }
+        do {
+            let log = Logger(label: "kiosk.scanner")
+            return ScannerService(scanner: try HIDScanner(profile: profile, serial: config.scannerSerial, logger: log), bus: bus, logger: log)
+        } catch {
+            throw AgentStartError(message: "cannot start the scanner driver: \(error)")
         }
     }
 
@@ -254,6 +273,10 @@ public final class AgentDaemon: Sendable {
             logger.info("payment terminal driver started", metadata: ["terminal": "\(terminal.name)"])
             services.append(.init(service: CheckoutService(runner: checkouts, logger: logger)))
         }
+        if let scanner {
+            scanner.scanner.start()
+            services.append(.init(service: scanner))
+        }
         let events = self.events
         let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),
                                      watch: { events.subscribe() },
@@ -333,6 +356,9 @@ public final class AgentDaemon: Sendable {
         doc["offers"] = ["accepting": accepting, "reason": reason as Any? ?? NSNull()]
         if let terminal {
             doc["terminal"] = ["driver": terminal.name]
+        }
+        if let scanner {
+            doc["scanner"] = scanner.status
         }
         if let checkouts {
             doc["checkouts"] = ["since_start": checkouts.outcomes, "stored": (try? outbox.checkoutCounts()) ?? [:]]

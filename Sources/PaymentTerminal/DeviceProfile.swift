@@ -170,7 +170,7 @@ extension DeviceProfile {
 // MARK: - Reading
 
 /// A JSON object key.
-private struct AnyKey: CodingKey {
+struct AnyKey: CodingKey {
     var stringValue: String
     var intValue: Int? { nil }
     init(_ s: String) { stringValue = s }
@@ -180,7 +180,7 @@ private struct AnyKey: CodingKey {
 
 /// A JSON object being read field by field; every error names the file and the dotted path.
 /// Its errors leave the file empty; ``DeviceProfile/parse(_:source:)`` fills it in.
-private struct ProfileReader {
+struct ProfileReader {
     let container: KeyedDecodingContainer<AnyKey>
     let path: String
 

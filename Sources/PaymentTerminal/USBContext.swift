@@ -108,7 +108,7 @@ public final class USBContext: @unchecked Sendable {
         return try USBTransport(context: self, handle: handle, device: info, profile: profile)
     }
 
-    private func openHandle(vendorID: UInt16, productID: UInt16, serial: String?) throws(USBTerminalError) -> (OpaquePointer, USBDeviceInfo) {
+    package func openHandle(vendorID: UInt16, productID: UInt16, serial: String?) throws(USBTerminalError) -> (OpaquePointer, USBDeviceInfo) {
         let usbID = "\(hex4(vendorID)):\(hex4(productID))"
         let result: Result<(OpaquePointer, USBDeviceInfo), USBTerminalError>
         do {

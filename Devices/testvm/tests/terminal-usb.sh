@@ -80,6 +80,31 @@ if emu_start echo --prompt-delay-ms 500; then
         echo "OK udev-rule: $link -> $node ($perms)"
     }
     check udev-rule udev_rule
+    # The technician's commands: kioskctl terminal list / test (JSON checked, exit status checked).
+    CTL=$(dirname "$BIN")/kioskctl
+    kioskctl_terminal() {
+        "$CTL" terminal list --profile "$PROFILE" --json >/run/ctl-list.json || { echo "FAIL kioskctl-terminal: list failed"; return 1; }
+        python3 - "$SERIAL" /run/ctl-list.json <<'PY' || return 1
+import json, sys
+d = json.load(open(sys.argv[2]))
+devs = [x for x in d["devices"] if x["serial"] == sys.argv[1] and x["openable"]]
+if len(devs) != 1:
+    print("FAIL kioskctl-terminal: list shows", d); sys.exit(1)
+PY
+        "$CTL" terminal test --profile "$PROFILE" --count 50 --json >/run/ctl-test.json || { cat /run/ctl-test.json; echo "FAIL kioskctl-terminal: test failed"; return 1; }
+        python3 - /run/ctl-test.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+steps = {s["step"]: s for s in d["steps"]}
+assert d["ok"] and set(steps) == {"open", "ping", "status", "latency", "display"}, d
+lat = steps["latency"]
+print("OK kioskctl-terminal: list finds the terminal; test: %s; %d PINGs median %.2f ms p99 %.2f ms" % (
+    steps["ping"]["detail"], lat["count"], lat["median_ms"], lat["p99_ms"]))
+PY
+    }
+    check kioskctl-terminal kioskctl_terminal
+    # Negative control: a serial that is not plugged in must fail with a clear message.
+    check kioskctl-terminal-absent vm_expect_fail "$CTL" terminal test --profile "$PROFILE" --serial NOPE-0000
     check host-test "$BIN" host-test --profile "$PROFILE" --count 200 --gadget "$G" --prompt-delay-ms 500
     emu_stop
     cat "$EMU_LOG"
@@ -123,6 +148,55 @@ if emu_start echo --interrupt-in; then
 else
     check interrupt-in false
 fi
+
+# --- 4. HID QR/barcode scanner: the kernel's own HID gadget (configfs usb_f_hid) --------------
+# usbhid binds it as a keyboard first; kioskctl scanner read claims it through libusb (usbhid
+# detached: codes are not typed into the screen), decodes the reports, and usbhid gets it back.
+scanner() {
+    CTL=$(dirname "$BIN")/kioskctl
+    modprobe -a usb_f_hid usbhid hid_generic || { echo "FAIL scanner: modprobe usb_f_hid usbhid hid_generic"; return 1; }
+    S=/sys/kernel/config/usb_gadget/scan
+    mkdir -p "$S/strings/0x409" "$S/functions/hid.usb0" "$S/configs/c.1" || return 1
+    echo 0x1209 >"$S/idVendor"; echo 0x5343 >"$S/idProduct"; echo 0x0200 >"$S/bcdUSB"
+    echo SCAN-0001 >"$S/strings/0x409/serialnumber"; echo "testvm scanner" >"$S/strings/0x409/product"
+    echo 1 >"$S/functions/hid.usb0/protocol"; echo 1 >"$S/functions/hid.usb0/subclass"; echo 8 >"$S/functions/hid.usb0/report_length"
+    # The HID 1.11 appendix B.1 boot keyboard report descriptor.
+    python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex("05010906a101050719e029e71500250175019508810295017508810395057501050819012905910295017503910395067508150025650507190029658100c0"))' \
+        >"$S/functions/hid.usb0/report_desc" || return 1
+    echo 100 >"$S/configs/c.1/MaxPower"
+    ln -s "$S/functions/hid.usb0" "$S/configs/c.1/" || return 1
+    vm_ffs_bind scan || return 1
+    n=100
+    while [ ! -c /dev/hidg0 ] && [ "$n" -gt 0 ]; do $VM_BB usleep 100000; n=$((n - 1)); done
+    [ -c /dev/hidg0 ] || { echo "FAIL scanner: no /dev/hidg0"; return 1; }
+    # usbhid takes it as a keyboard (the state the driver must take it away from).
+    n=100
+    while ! ls /sys/bus/usb/drivers/usbhid/ 2>/dev/null | grep -q ':1.0$' && [ "$n" -gt 0 ]; do $VM_BB usleep 100000; n=$((n - 1)); done
+    ls /sys/bus/usb/drivers/usbhid/ | grep -q ':1.0$' || { echo "FAIL scanner: usbhid did not bind the gadget"; return 1; }
+    codes='281234567890123456|https://pay.example/q?c=AbZ-19_x|Kiosk 42!'
+    "$CTL" scanner read --profile "$REPO/Devices/scanners/test-hid-scanner.json" --count 3 --timeout 60 --reveal --json \
+        >/run/scan.json 2>/run/scan.err &
+    ctl=$!
+    vm_wait_for_line /run/scan.err listening 30 || { cat /run/scan.err; echo "FAIL scanner: kioskctl did not open it"; return 1; }
+    detached=yes
+    ls /sys/bus/usb/drivers/usbhid/ | grep -q ':1.0$' && detached=no
+    "$(dirname "$BIN")/terminal-emulator" hid-type --device /dev/hidg0 --layout us --text "$codes" || return 1
+    wait "$ctl" || { cat /run/scan.err /run/scan.json; echo "FAIL scanner: kioskctl scanner read failed"; return 1; }
+    n=50
+    while ! ls /sys/bus/usb/drivers/usbhid/ 2>/dev/null | grep -q ':1.0$' && [ "$n" -gt 0 ]; do $VM_BB usleep 100000; n=$((n - 1)); done
+    reattached=no
+    ls /sys/bus/usb/drivers/usbhid/ | grep -q ':1.0$' && reattached=yes
+    python3 - "$codes" "$detached" "$reattached" /run/scan.json <<'PY'
+import json, sys
+want, detached, reattached, path = sys.argv[1].split("|"), sys.argv[2], sys.argv[3], sys.argv[4]
+d = json.load(open(path))
+if d["codes"] != want or detached != "yes" or reattached != "yes":
+    print("FAIL scanner: codes %r (want %r), usbhid detached while reading: %s, re-attached after: %s" % (d["codes"], want, detached, reattached))
+    sys.exit(1)
+print("OK scanner: 3 codes read through libusb from the usb_f_hid gadget (usbhid detached while reading, re-attached after)")
+PY
+}
+check scanner-hid scanner
 
 vm_log "results:"
 cat "$VM_RESULTS"
