@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-terminal-usb test-checkout-usb test-camera-vivid demo bench fuzz clean help
 all: build
 
 help:
@@ -29,7 +29,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-vm test-terminal-usb test-checkout-usb test-camera-vivid fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
@@ -42,6 +42,11 @@ test-terminal-usb: deps testvm-setup
 # on the host; every completed checkout is at central exactly once (checkout-usb.sh).
 test-checkout-usb: deps testvm-setup
 	Devices/testvm/tests/checkout-usb-vm.sh $(or $(CHECKOUT_PAYMENTS),100)
+
+# The camera on the kernel's vivid driver through libv4l2 in the test VM: list by identity,
+# snapshot, 60-frame fps test, output->capture feed loop, unplug/reopen (camera-vivid.sh).
+test-camera-vivid: deps testvm-setup
+	Devices/testvm/tests/camera-vivid-vm.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)

@@ -75,6 +75,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Camera over V4L2 through libv4l2, file replay, supervisor (Sources/Camera).
+        .target(
+            name: "Camera",
+            dependencies: [
+                "KioskSys", "CV4L2", "CKioskShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The USB terminal emulator: plays the device through Linux FunctionFS (tests and demo).
         .executableTarget(
             name: "terminal-emulator",
@@ -99,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "kioskctl",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal",
+                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal", "Camera",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -148,6 +156,7 @@ let package = Package(
         ),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
+        .testTarget(name: "CameraTests", dependencies: ["Camera"]),
         .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskSys", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",
