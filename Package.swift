@@ -67,6 +67,9 @@ let package = Package(
             ]
         ),
 
+        // Local face liveness: Haar cascades (opencv-data XML), quality gates, challenge, passive checks.
+        .target(name: "Liveness", dependencies: ["KioskCore"]),
+
         // MARK: Devices
         .target(
             name: "PaymentTerminal",
@@ -152,6 +155,7 @@ let package = Package(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "LivenessTests", dependencies: ["Liveness", "KioskCore"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]
 )
