@@ -15,4 +15,5 @@ Provisioning/dev-pki.sh "$OUT/pki" kiosk-bench-0001 >/dev/null
 echo "== kiosk-agent bench ($(nproc) cores, $(uname -m), disk of $(df --output=source "$OUT" | tail -1))"
 "$BIN/kiosk-bench" enqueue --dir "$OUT/enqueue" --count "$ENQUEUE_N" --json "$OUT/results.json"
 "$BIN/kiosk-bench" drain --bin "$BIN" --dir "$OUT/drain" --pki "$OUT/pki" --count "$DRAIN_N" --json "$OUT/results.json"
+Provisioning/fetch-faces.sh && "$BIN/kiosk-bench" liveness --json "$OUT/results.json"
 echo "results: $OUT/results.json"

@@ -28,40 +28,37 @@ public struct DetectionParameters: Sendable, Equatable, Codable {
 public struct HaarDetector: Sendable {
     /// The cascade evaluated.
     public let cascade: HaarCascade
-    // Flattened stumps in evaluation order.
+    // Flattened stumps in evaluation order (the fast path: every weak classifier a stump, integer weights).
     private let stageCounts: [Int32]
     private let stageThresholds: [Float]
     private let stumpRects: [Int32]      // per stump: 3 × (x, y, w, h)
-    private let stumpWeights: [Float]    // per stump: 3 weights (0 when unused)
-    private let stumpThresholds: [Float]
-    private let stumpLeft: [Float]
-    private let stumpRight: [Float]
-    private let stumpsOnly: Bool
+    private let stumpWeights: [Int32]    // per stump: 3 integer weights (0 when unused)
+    private let stumpValues: [Float]     // per stump: threshold, left leaf, right leaf, (pad)
+    private let fastPath: Bool
 
     /// Prepares a detector; fails for cascades with tilted features (not implemented).
     public init(cascade: HaarCascade) throws(CascadeError) {
         guard !cascade.hasTiltedFeatures else { throw .malformed("tilted features are not supported") }
         self.cascade = cascade
-        var counts: [Int32] = [], sth: [Float] = [], rects: [Int32] = [], ws: [Float] = [], th: [Float] = [], l: [Float] = [], r: [Float] = []
-        let stumps = cascade.isStumpBased
+        var counts: [Int32] = [], sth: [Float] = [], rects: [Int32] = [], ws: [Int32] = [], vals: [Float] = []
+        let integerWeights = cascade.features.allSatisfy { $0.rects.count <= 3 && $0.rects.allSatisfy { $0.weight == $0.weight.rounded() && abs($0.weight) < 64 } }
+        let fast = cascade.isStumpBased && integerWeights
         for s in cascade.stages {
             counts.append(Int32(s.classifiers.count)); sth.append(s.threshold)
-            guard stumps else { continue }
+            guard fast else { continue }
             for c in s.classifiers {
                 let n = c.nodes[0]
                 let f = cascade.features[n.featureIndex]
                 for k in 0..<3 {
                     if k < f.rects.count {
                         let q = f.rects[k]
-                        rects += [Int32(q.x), Int32(q.y), Int32(q.width), Int32(q.height)]; ws.append(q.weight)
+                        rects += [Int32(q.x), Int32(q.y), Int32(q.width), Int32(q.height)]; ws.append(Int32(q.weight))
                     } else { rects += [0, 0, 0, 0]; ws.append(0) }
                 }
-                th.append(n.threshold)
-                l.append(c.leaves[-min(0, n.left)]); r.append(c.leaves[-min(0, n.right)])
+                vals += [n.threshold, c.leaves[-min(0, n.left)], c.leaves[-min(0, n.right)], 0]
             }
         }
-        stageCounts = counts; stageThresholds = sth; stumpRects = rects; stumpWeights = ws
-        stumpThresholds = th; stumpLeft = l; stumpRight = r; stumpsOnly = stumps
+        stageCounts = counts; stageThresholds = sth; stumpRects = rects; stumpWeights = ws; stumpValues = vals; fastPath = fast
     }
 
     /// Loads a cascade file and prepares a detector.
@@ -80,6 +77,25 @@ public struct HaarDetector: Sendable {
         guard region.width >= cascade.windowWidth, region.height >= cascade.windowHeight else { return [] }
         let src = region == image.bounds ? image : (image.cropped(to: region) ?? image)
         var hits: [PixelRect] = []
+        // One row stride for every pyramid level, so the stumps' corner offsets are computed once per call.
+        let stride = src.width + 1
+        var sum = [Int32](repeating: 0, count: stride * (src.height + 1))
+        var sq = [UInt32](repeating: 0, count: stride * (src.height + 1))
+        var packed = [Int32](repeating: 0, count: stumpValues.count / 4 * 16)
+        if fastPath {
+            for k in 0..<(stumpValues.count / 4) {
+                for r in 0..<3 {
+                    let i = k * 3 + r
+                    let x = stumpRects[i * 4], y = stumpRects[i * 4 + 1], rw = stumpRects[i * 4 + 2], rh = stumpRects[i * 4 + 3]
+                    let st = Int32(stride)
+                    packed[k * 16 + r * 4] = y * st + x
+                    packed[k * 16 + r * 4 + 1] = y * st + x + rw
+                    packed[k * 16 + r * 4 + 2] = (y + rh) * st + x
+                    packed[k * 16 + r * 4 + 3] = (y + rh) * st + x + rw
+                    packed[k * 16 + 12 + r] = stumpWeights[i]
+                }
+            }
+        }
         var factor = 1.0
         while true {
             defer { factor *= p.scaleFactor }
@@ -90,7 +106,7 @@ public struct HaarDetector: Sendable {
             guard sw >= cascade.windowWidth, sh >= cascade.windowHeight else { break }
             let scaled = src.resized(width: sw, height: sh)
             let step = factor >= 2 ? 1 : 2
-            scan(scaled, step: step) { x, y in
+            scan(scaled, stride: stride, sum: &sum, sq: &sq, packed: packed, step: step) { x, y in
                 hits.append(PixelRect(x: region.x + Int((Double(x) * factor).rounded()), y: region.y + Int((Double(y) * factor).rounded()), width: ww, height: wh))
             }
         }
@@ -98,16 +114,16 @@ public struct HaarDetector: Sendable {
     }
 
     /// Runs the cascade at every window position of one pyramid level.
-    private func scan(_ img: GrayImage, step: Int, hit: (Int, Int) -> Void) {
-        let w = img.width, h = img.height, stride = w + 1
-        var sum = [Int32](repeating: 0, count: stride * (h + 1))
-        var sq = [UInt32](repeating: 0, count: stride * (h + 1))
+    private func scan(_ img: GrayImage, stride: Int, sum: inout [Int32], sq: inout [UInt32], packed: [Int32], step: Int, hit: (Int, Int) -> Void) {
+        let w = img.width, h = img.height
         img.pixels.withUnsafeBufferPointer { px in
             sum.withUnsafeMutableBufferPointer { s in
                 sq.withUnsafeMutableBufferPointer { q in
+                    for x in 0...w { s[x] = 0; q[x] = 0 }
                     for y in 0..<h {
                         var rs: Int32 = 0, rq: UInt32 = 0
                         let row = (y + 1) * stride, prev = y * stride, prow = y * w
+                        s[row] = 0; q[row] = 0
                         for x in 0..<w {
                             let v = px[prow + x]
                             rs &+= Int32(v); rq &+= UInt32(v) &* UInt32(v)
@@ -119,17 +135,6 @@ public struct HaarDetector: Sendable {
             }
         }
         let W = cascade.windowWidth, H = cascade.windowHeight
-        // Corner offsets of each stump's rectangles for this stride.
-        let nStumps = stumpThresholds.count
-        var ofs = [Int32](repeating: 0, count: nStumps * 12)
-        for i in 0..<(nStumps * 3) {
-            let x = stumpRects[i * 4], y = stumpRects[i * 4 + 1], rw = stumpRects[i * 4 + 2], rh = stumpRects[i * 4 + 3]
-            let st = Int32(stride)
-            ofs[i * 4] = y * st + x
-            ofs[i * 4 + 1] = y * st + x + rw
-            ofs[i * 4 + 2] = (y + rh) * st + x
-            ofs[i * 4 + 3] = (y + rh) * st + x + rw
-        }
         // OpenCV normalises by the window shrunk by one pixel on each side.
         let n0 = stride + 1, n1 = stride + 1 + (W - 2), n2 = (H - 1) * stride + 1, n3 = (H - 1) * stride + 1 + (W - 2)
         let normArea = Double((W - 2) * (H - 2))
@@ -137,36 +142,27 @@ public struct HaarDetector: Sendable {
         guard maxX >= 0, maxY >= 0 else { return }
         sum.withUnsafeBufferPointer { s in
             sq.withUnsafeBufferPointer { q in
-                ofs.withUnsafeBufferPointer { o in
-                    stumpWeights.withUnsafeBufferPointer { wt in
-                        stumpThresholds.withUnsafeBufferPointer { th in
-                            stumpLeft.withUnsafeBufferPointer { lv in
-                                stumpRight.withUnsafeBufferPointer { rv in
-                                    stageCounts.withUnsafeBufferPointer { sc in
-                                        stageThresholds.withUnsafeBufferPointer { sth in
-                                            var y = 0
-                                            while y <= maxY {
-                                                var x = 0
-                                                while x <= maxX {
-                                                    let base = y * stride + x
-                                                    let vs = Double(s[base + n0] &- s[base + n1] &- s[base + n2] &+ s[base + n3])
-                                                    let vq = Double(q[base + n0] &- q[base + n1] &- q[base + n2] &+ q[base + n3])
-                                                    var nf = normArea * vq - vs * vs
-                                                    nf = nf > 0 ? nf.squareRoot() : 1
-                                                    let inv = Float(1 / nf)
-                                                    let result: Int
-                                                    if stumpsOnly {
-                                                        result = Self.runStumps(s.baseAddress! + base, inv: inv, o: o, wt: wt, th: th, lv: lv, rv: rv, sc: sc, sth: sth)
-                                                    } else {
-                                                        result = runTrees(s.baseAddress! + base, stride: stride, inv: inv)
-                                                    }
-                                                    if result > 0 { hit(x, y) } else if result == 0 { x += step }
-                                                    x += step
-                                                }
-                                                y += step
-                                            }
-                                        }
+                packed.withUnsafeBufferPointer { o in
+                    stumpValues.withUnsafeBufferPointer { vals in
+                        stageCounts.withUnsafeBufferPointer { sc in
+                            stageThresholds.withUnsafeBufferPointer { sth in
+                                var y = 0
+                                while y <= maxY {
+                                    var x = 0
+                                    while x <= maxX {
+                                        let base = y * stride + x
+                                        let vs = Double(s[base + n0] &- s[base + n1] &- s[base + n2] &+ s[base + n3])
+                                        let vq = Double(q[base + n0] &- q[base + n1] &- q[base + n2] &+ q[base + n3])
+                                        var nf = normArea * vq - vs * vs
+                                        nf = nf > 0 ? nf.squareRoot() : 1
+                                        let inv = Float(1 / nf)
+                                        let result = fastPath
+                                            ? Self.runStumps(s.baseAddress! + base, inv: inv, o: o, vals: vals, sc: sc, sth: sth)
+                                            : runTrees(s.baseAddress! + base, stride: stride, inv: inv)
+                                        if result > 0 { hit(x, y) } else if result == 0 { x += step }
+                                        x += step
                                     }
+                                    y += step
                                 }
                             }
                         }
@@ -178,20 +174,21 @@ public struct HaarDetector: Sendable {
 
     /// Returns 1 when every stage passes, else `-stage` of the rejecting stage (0 for the first).
     @inline(__always)
-    private static func runStumps(_ p: UnsafePointer<Int32>, inv: Float, o: UnsafeBufferPointer<Int32>, wt: UnsafeBufferPointer<Float>,
-                                  th: UnsafeBufferPointer<Float>, lv: UnsafeBufferPointer<Float>, rv: UnsafeBufferPointer<Float>,
+    private static func runStumps(_ p: UnsafePointer<Int32>, inv: Float, o: UnsafeBufferPointer<Int32>, vals: UnsafeBufferPointer<Float>,
                                   sc: UnsafeBufferPointer<Int32>, sth: UnsafeBufferPointer<Float>) -> Int {
         var k = 0
+        guard var op = o.baseAddress, var vp = vals.baseAddress else { return 0 }
         for si in 0..<sc.count {
             var acc: Float = 0
             let end = k + Int(sc[si])
             while k < end {
-                let ob = k * 12, wb = k * 3
-                var v = wt[wb] * Float(p[Int(o[ob])] &- p[Int(o[ob + 1])] &- p[Int(o[ob + 2])] &+ p[Int(o[ob + 3])])
-                v += wt[wb + 1] * Float(p[Int(o[ob + 4])] &- p[Int(o[ob + 5])] &- p[Int(o[ob + 6])] &+ p[Int(o[ob + 7])])
-                let w2 = wt[wb + 2]
-                if w2 != 0 { v += w2 * Float(p[Int(o[ob + 8])] &- p[Int(o[ob + 9])] &- p[Int(o[ob + 10])] &+ p[Int(o[ob + 11])]) }
-                acc += v * inv < th[k] ? lv[k] : rv[k]
+                // Integer weights: the weighted rectangle sums are exact in Int32 (as in OpenCV's float sums).
+                var v = op[12] &* (p[Int(op[0])] &- p[Int(op[1])] &- p[Int(op[2])] &+ p[Int(op[3])])
+                v &+= op[13] &* (p[Int(op[4])] &- p[Int(op[5])] &- p[Int(op[6])] &+ p[Int(op[7])])
+                let w2 = op[14]
+                if w2 != 0 { v &+= w2 &* (p[Int(op[8])] &- p[Int(op[9])] &- p[Int(op[10])] &+ p[Int(op[11])]) }
+                acc += Float(v) * inv < vp[0] ? vp[1] : vp[2]
+                op += 16; vp += 4
                 k += 1
             }
             if acc < sth[si] { return -si }
