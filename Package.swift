@@ -69,7 +69,7 @@ let package = Package(
 
         // Local face liveness: Haar cascades (opencv-data XML), quality gates, challenge, passive checks.
         // Built optimised even in debug: the detector's inner loops are ~30x slower at -Onone.
-        .target(name: "Liveness", dependencies: ["KioskCore"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Liveness", dependencies: ["KioskCore"], exclude: ["README.md"], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: Devices
         .target(

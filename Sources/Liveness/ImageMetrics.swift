@@ -51,11 +51,10 @@ public enum ImageMetrics {
         }
         var re = [Double](repeating: 0, count: n * n), im = [Double](repeating: 0, count: n * n)
         let mean = patch.pixels.reduce(0) { $0 + Double($1) } / Double(n * n)
+        let hann = (0..<n).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(n - 1)) }
         for y in 0..<n {
-            let wy = 0.5 - 0.5 * cos(2 * Double.pi * Double(y) / Double(n - 1))
             for x in 0..<n {
-                let wx = 0.5 - 0.5 * cos(2 * Double.pi * Double(x) / Double(n - 1))
-                re[y * n + x] = (Double(patch.pixels[y * n + x]) - mean) * wx * wy
+                re[y * n + x] = (Double(patch.pixels[y * n + x]) - mean) * hann[x] * hann[y]
             }
         }
         FFT.transform2D(&re, &im, n: n)
@@ -214,12 +213,14 @@ enum FFT {
             while k <= j { j -= k; k >>= 1 }
             j += k
         }
+        // Twiddles e^{-2πik/n}; a sub-transform of length len uses every (n/len)-th.
+        let tw = (0..<(n / 2)).map { (cos(-2 * Double.pi * Double($0) / Double(n)), sin(-2 * Double.pi * Double($0) / Double(n))) }
         var len = 2
         while len <= n {
-            let ang = -2 * Double.pi / Double(len)
+            let skip = n / len
             for i in Swift.stride(from: 0, to: n, by: len) {
                 for k in 0..<(len / 2) {
-                    let wr = cos(ang * Double(k)), wi = sin(ang * Double(k))
+                    let (wr, wi) = tw[k * skip]
                     let a = offset + (i + k) * stride, b = offset + (i + k + len / 2) * stride
                     let tr = re[b] * wr - im[b] * wi, ti = re[b] * wi + im[b] * wr
                     re[b] = re[a] - tr; im[b] = im[a] - ti
