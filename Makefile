@@ -26,6 +26,7 @@ build-release: deps
 
 # Unit and end-to-end tests in one SwiftPM run (the e2e tests spawn the built binaries).
 test-unit: deps
+	Provisioning/fetch-faces.sh
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 

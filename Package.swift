@@ -67,6 +67,10 @@ let package = Package(
             ]
         ),
 
+        // Local face liveness: Haar cascades (opencv-data XML), quality gates, challenge, passive checks.
+        // Built optimised even in debug: the detector's inner loops are ~30x slower at -Onone.
+        .target(name: "Liveness", dependencies: ["KioskCore"], exclude: ["README.md"], swiftSettings: [.unsafeFlags(["-O"])]),
+
         // MARK: Devices
         .target(
             name: "PaymentTerminal",
@@ -107,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "kioskctl",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal", "Camera",
+                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal", "Camera", "Liveness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -140,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "kiosk-bench",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent",
+                "KioskCore", "Outbox", "KioskAgent", "Liveness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -162,6 +166,7 @@ let package = Package(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "LivenessTests", dependencies: ["Liveness", "KioskCore"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]
 )
