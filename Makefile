@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid demo bench fuzz clean help
 all: build
 
 help:
@@ -27,10 +27,11 @@ build-release: deps
 
 # Unit and end-to-end tests in one SwiftPM run (the e2e tests spawn the built binaries).
 test-unit: deps
+	Provisioning/fetch-faces.sh
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-systemd test-udev test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
@@ -43,6 +44,11 @@ test-terminal-usb: deps testvm-setup
 # on the host; every completed checkout is at central exactly once (checkout-usb.sh).
 test-checkout-usb: deps testvm-setup
 	Devices/testvm/tests/checkout-usb-vm.sh $(or $(CHECKOUT_PAYMENTS),100)
+
+# The camera on the kernel's vivid driver through libv4l2 in the test VM: list by identity,
+# snapshot, 60-frame fps test, output->capture feed loop, unplug/reopen (camera-vivid.sh).
+test-camera-vivid: deps testvm-setup
+	Devices/testvm/tests/camera-vivid-vm.sh
 
 # Static checks of the systemd units, sysusers.d and tmpfiles.d (systemd-analyze verify clean,
 # security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).

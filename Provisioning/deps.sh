@@ -6,6 +6,7 @@ PKGS=(
   pkg-config libsqlite3-dev sqlite3 libcurl4-openssl-dev curl openssl
   libusb-1.0-0-dev libv4l-dev v4l-utils usbutils
   qemu-system-x86 busybox-static kmod e2fsprogs cpio xz-utils zstd socat
+  opencv-data python3-opencv python3-pip facedetect
   systemd dpkg-dev
 )
 missing=()

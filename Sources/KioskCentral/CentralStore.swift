@@ -237,6 +237,17 @@ public final class CentralStore: Sendable {
         var id: String
     }
 
+    /// The part of a payload whose signature central checks.
+    private struct SignedPart: Decodable {
+        struct Signature: Decodable {}
+        struct AuthorizationHead: Decodable { var signature: Signature? }
+        var authorization: AuthorizationHead?
+    }
+
+    private struct SignedAuthorization: Decodable {
+        var authorization: Authorization
+    }
+
     /// The rejection an item earns before its history is looked at, if any.
     static func precheck(_ item: BatchItem) -> RejectionReason? {
         guard sha256Hex(item.payload) == item.payloadSHA256 else { return .checksumMismatch }
@@ -244,6 +255,12 @@ public final class CentralStore: Sendable {
             let identity = try? JSONDecoder().decode(PayloadIdentity.self, from: Data(item.payload.utf8)),
             identity.id == item.id
         else { return .invalidPayload }
+        let payload = Data(item.payload.utf8)
+        if (try? JSONDecoder().decode(SignedPart.self, from: payload))?.authorization?.signature != nil {
+            guard let signed = try? JSONDecoder().decode(SignedAuthorization.self, from: payload),
+                  (try? AuthorizationSigner.verify(signed.authorization)) != nil
+            else { return .badSignature }
+        }
         return nil
     }
 

@@ -85,6 +85,8 @@ public struct RejectionReason: RawRepresentable, Codable, Sendable, Equatable, H
     public static let invalidPayload = RejectionReason(rawValue: "invalid_payload")
     /// The id was stored earlier with a different `payload_sha256`.
     public static let conflict = RejectionReason(rawValue: "conflict")
+    /// The authorization carries a device signature that does not verify (tampered record).
+    public static let badSignature = RejectionReason(rawValue: "bad_signature")
 }
 
 /// The outcome of one item, in the order of the request's items.

@@ -111,13 +111,7 @@ public struct DeviceProfileError: Error, Sendable, Equatable, CustomStringConver
 extension DeviceProfile {
     /// Reads one profile file.
     public static func load(path: String) throws(DeviceProfileError) -> DeviceProfile {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw DeviceProfileError(file: path, field: "", message: "cannot be read: \(error.localizedDescription)")
-        }
-        let profile = try parse(data, source: path)
+        let profile = try parse(try ProfileReader.contents(of: path), source: path)
         let base = (path as NSString).lastPathComponent
         let stem = base.hasSuffix(".json") ? String(base.dropLast(5)) : base
         guard stem == profile.name else {
@@ -242,6 +236,15 @@ struct ProfileReader {
             throw self.error(key, "expected an object")
         }
         return try ProfileReader(nested, path: field(key), allowed: allowed)
+    }
+
+    /// The bytes of a profile file; an unreadable file is an error naming it.
+    static func contents(of path: String) throws(DeviceProfileError) -> Data {
+        do {
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw DeviceProfileError(file: path, field: "", message: "cannot be read: \(error.localizedDescription)")
+        }
     }
 
     /// DecodingErrors that escaped a typed read (e.g. the top level is not an object).

@@ -51,13 +51,7 @@ public struct ScannerProfile: Sendable, Equatable {
 
     /// Reads and checks a profile file; errors name the file, the field and the problem.
     public static func load(path: String) throws(DeviceProfileError) -> ScannerProfile {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw DeviceProfileError(file: path, field: "", message: "cannot be read: \(error.localizedDescription)")
-        }
-        return try parse(data, source: path)
+        try parse(try ProfileReader.contents(of: path), source: path)
     }
 
     /// Parses a profile document. `source` names it in errors.

@@ -24,6 +24,14 @@ extension KioskCtl {
             if let db = reply["database"] as? [String: Any], !(db["set_aside"] is NSNull), db["set_aside"] != nil {
                 print("WARNING       corrupt database set aside at \(text(db["set_aside"]))")
             }
+            if let t = reply["terminal"] as? [String: Any] { print("terminal      \(text(t["driver"]))") }
+            if let sc = reply["scanner"] as? [String: Any] {
+                print("scanner       \(text(sc["profile"]))  \(sc["connected"] as? Bool == true ? "connected" : "not connected"): \(text(sc["detail"]))  codes \(text(sc["codes_read"]))")
+            }
+            if let c = reply["checkouts"] as? [String: Any], let since = c["since_start"] as? [String: Any] {
+                let parts = since.sorted { $0.key < $1.key }.map { "\($0.key) \(text($0.value))" }
+                print("checkouts     since start: \(parts.isEmpty ? "none" : parts.joined(separator: "  "))")
+            }
         }
     }
 }

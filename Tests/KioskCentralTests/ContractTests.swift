@@ -39,7 +39,8 @@ struct ContractTests {
             #expect(text.contains("\(name):"), "\(name) missing from openapi.yaml")
         }
         #expect(text.contains("enum: [accepted, duplicate, rejected]"))
-        #expect(text.contains("enum: [checksum_mismatch, invalid_payload, conflict]"))
+        let reasons: [RejectionReason] = [.checksumMismatch, .invalidPayload, .badSignature, .conflict]
+        #expect(text.contains("enum: [\(reasons.map(\.rawValue).joined(separator: ", "))]"))
         for kind in FaultKind.allCases {
             #expect(text.contains("`\(kind.rawValue)`"), "fault \(kind.rawValue) not documented")
         }

@@ -16,7 +16,7 @@ swift build >"$CACHE/checkout-usb-build.log" 2>&1 ||
     { tail -n 30 "$CACHE/checkout-usb-build.log"; echo "checkout-usb: build failed" >&2; exit 1; }
 WORK=$(mktemp -d "$CACHE/checkout-usb.XXXXXX")
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-vm-0001 >/dev/null || exit 1
-"$REPO/Devices/testvm/run.sh" --timeout 600 --work "$WORK" "$@" -- \
+"$REPO/Devices/testvm/run.sh" --timeout 900 --work "$WORK" "$@" -- \
     Devices/testvm/tests/checkout-usb.sh "$REPO/.build/debug" "$WORK/pki" "$PAYMENTS" 2>"$WORK/run.stderr"
 rc=$?
 cat "$WORK/run.stderr" >&2

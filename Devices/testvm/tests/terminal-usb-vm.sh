@@ -13,7 +13,7 @@ CACHE=${TESTVM_CACHE:-$REPO/.cache/testvm}
 { swift build --product terminal-emulator && swift build --product kioskctl; } >"$CACHE/terminal-usb-build.log" 2>&1 ||
     { tail -n 30 "$CACHE/terminal-usb-build.log"; echo "terminal-usb: build failed" >&2; exit 1; }
 WORK=$(mktemp -d "$CACHE/terminal-usb.XXXXXX")
-"$REPO/Devices/testvm/run.sh" --timeout 240 --work "$WORK" "$@" -- \
+"$REPO/Devices/testvm/run.sh" --timeout 480 --work "$WORK" "$@" -- \
     Devices/testvm/tests/terminal-usb.sh "$REPO/.build/debug/terminal-emulator" 2>"$WORK/run.stderr"
 rc=$?
 cat "$WORK/run.stderr" >&2

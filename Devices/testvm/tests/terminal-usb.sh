@@ -91,7 +91,7 @@ devs = [x for x in d["devices"] if x["serial"] == sys.argv[1] and x["openable"]]
 if len(devs) != 1:
     print("FAIL kioskctl-terminal: list shows", d); sys.exit(1)
 PY
-        "$CTL" terminal test --profile "$PROFILE" --count 100 --json >/run/ctl-test.json || { cat /run/ctl-test.json; echo "FAIL kioskctl-terminal: test failed"; return 1; }
+        "$CTL" terminal test --profile "$PROFILE" --count 50 --json >/run/ctl-test.json || { cat /run/ctl-test.json; echo "FAIL kioskctl-terminal: test failed"; return 1; }
         python3 - /run/ctl-test.json <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -154,7 +154,7 @@ fi
 # detached: codes are not typed into the screen), decodes the reports, and usbhid gets it back.
 scanner() {
     CTL=$(dirname "$BIN")/kioskctl
-    modprobe usb_f_hid || { echo "FAIL scanner: modprobe usb_f_hid"; return 1; }
+    modprobe -a usb_f_hid usbhid hid_generic || { echo "FAIL scanner: modprobe usb_f_hid usbhid hid_generic"; return 1; }
     S=/sys/kernel/config/usb_gadget/scan
     mkdir -p "$S/strings/0x409" "$S/functions/hid.usb0" "$S/configs/c.1" || return 1
     echo 0x1209 >"$S/idVendor"; echo 0x5343 >"$S/idProduct"; echo 0x0200 >"$S/bcdUSB"
