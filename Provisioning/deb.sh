@@ -7,7 +7,7 @@
 # Layout (Debian 12): /usr/bin/{kiosk-agent,kioskctl}, /lib/systemd/system/kiosk-*.service,
 # /usr/lib/sysusers.d + tmpfiles.d/kiosk-agent.conf, /lib/udev/rules.d/70-kiosk-agent.rules,
 # /lib/udev/rules.d/71-kiosk-enrol-media.rules, /usr/lib/kiosk-agent/enrol-from-media,
-# /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/profiles/*.json,
+# /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/{profiles,scanners,cameras}/*.json,
 # /usr/share/doc/kiosk-agent/. Maintainer scripts: Provisioning/debian/.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,8 +49,9 @@ install -m 0644 Devices/udev/70-kiosk-agent.rules Devices/udev/71-kiosk-enrol-me
     Devices/udev/72-kiosk-agent-scanners.rules "$ST/lib/udev/rules.d/"
 install -m 0644 Provisioning/agent.toml "$ST/etc/kiosk-agent/agent.toml"
 install -m 0644 Devices/profiles/*.json "$ST/usr/share/kiosk-agent/profiles/"
-install -d "$ST/usr/share/kiosk-agent/scanners"
+install -d "$ST/usr/share/kiosk-agent/scanners" "$ST/usr/share/kiosk-agent/cameras"
 install -m 0644 Devices/scanners/*.json "$ST/usr/share/kiosk-agent/scanners/"
+install -m 0644 Devices/cameras/*.json "$ST/usr/share/kiosk-agent/cameras/"
 install -m 0644 README.md "$ST/usr/share/doc/$PKG/README.md"
 install -m 0644 systemd/README.md "$ST/usr/share/doc/$PKG/systemd.md"
 # Man pages: kiosk-agent.8 by hand; kioskctl.1 from swift-argument-parser's help dump.
