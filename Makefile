@@ -55,8 +55,8 @@ test-camera-vivid: deps testvm-setup
 test-systemd: deps
 	systemd/check.sh
 
-# Devices/udev/70-kiosk-agent.rules on a real udevd in the test VM (vivid camera, dummy_hcd
-# gadget as the terminal): links, group, access as kiosk-agent vs nobody (tests/udev.sh; ~1 min).
+# Devices/udev/*.rules on a real udevd in the test VM (vivid camera, a dummy_hcd gadget as terminal
+# and scanner, a KIOSK-ENROL disk): links, group, access as kiosk-agent vs nobody (tests/udev.sh; ~1-2 min).
 test-udev: deps testvm-setup
 	Devices/testvm/tests/udev-vm.sh
 
