@@ -74,7 +74,9 @@ public final class V4L2Output {
 
     /// Feeds `frames` in a cycle at `fps` for `seconds` (or until `shouldStop` says so): each buffer
     /// the output returns is refilled with the frame due now, so the output never runs dry.
-    public func feed(_ frames: [Frame], fps: Double, seconds: Double, shouldStop: () -> Bool = { false }) throws(CameraError) -> FeedStats {
+    /// `onStreaming` runs once every buffer holds a frame and `VIDIOC_STREAMON` succeeded.
+    public func feed(_ frames: [Frame], fps: Double, seconds: Double, onStreaming: () -> Void = {},
+                     shouldStop: () -> Bool = { false }) throws(CameraError) -> FeedStats {
         precondition(!frames.isEmpty, "feed needs at least one frame")
         let images = frames.map { buffer(for: $0) }
         let size = bytesPerLine * height
@@ -95,6 +97,7 @@ public final class V4L2Output {
         for i in handle.buffers.indices { try fill(i) }
         try handle.stream(true)
         defer { try? handle.stream(false) }
+        onStreaming()
         while monotonicNanos() < end, !shouldStop() {
             let revents = try handle.poll(events: Int16(POLLOUT), timeoutMillis: 200)
             if revents == 0 { continue }

@@ -241,7 +241,10 @@ extension KioskCtl.CameraCommand {
             let output = try V4L2Output(path: out.path, width: width, height: height)
             print("feeding \(frames.count) frames from \(directory) to \(out.path) (\(out.identity)) at \(output.width)x\(output.height) RGB24, \(fps) fps, \(seconds) s")
             fflush(nil)
-            let s = try output.feed(frames, fps: fps, seconds: seconds)
+            let s = try output.feed(frames, fps: fps, seconds: seconds, onStreaming: {
+                print("streaming to \(out.path)")
+                fflush(nil)
+            })
             print(String(format: "fed %d buffers, %d distinct frames, %.1f s", s.queued, s.framesShown, s.seconds))
         }
     }

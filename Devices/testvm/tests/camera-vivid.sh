@@ -53,7 +53,7 @@ PY
 feed_loop() {
     "$KC" camera feed /run/feed --device "$VM_VIVID_OUT" --seconds 15 >/run/feed.log 2>&1 &
     fpid=$!
-    vm_wait_for_line /run/feed.log feeding 30 || { cat /run/feed.log; echo "FAIL camera-feed-loop: feed did not start"; return 1; }
+    vm_wait_for_line /run/feed.log "streaming to" 60 || { cat /run/feed.log; echo "FAIL camera-feed-loop: feed did not start"; return 1; }
     "$KC" camera snapshot --device "$ID" --profile "$REPO/Devices/testvm/cameras/camera-vivid-hdmi-loop.json" --skip 10 --out /run/loop.ppm || {
         echo "FAIL camera-feed-loop: snapshot failed"; kill $fpid; return 1; }
     kill $fpid 2>/dev/null
