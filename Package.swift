@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "CKioskShims",
+                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "Camera", "Liveness", "CKioskShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
