@@ -12,7 +12,7 @@ extension KioskBench {
         @Option(help: "A 640x480 PGM frame with one face (Provisioning/fetch-faces.sh makes .cache/faces/frame640_astronaut.pgm).")
         var frame = ".cache/faces/frame640_astronaut.pgm"
         @Option(help: "Cascade directory.") var cascades = LivenessEngine.defaultCascadeDirectory
-        @Option(help: "Repetitions per measurement (median taken).") var repeat = 15
+        @Option(name: .customLong("repeat"), help: "Repetitions per measurement (median taken).") var repetitions = 15
         @Option(help: "Scale factor.") var scaleFactor = 1.1
         @Option(help: "Min neighbours.") var minNeighbors = 3
         @Option(help: "Min face size (px).") var minSize = 60
@@ -27,7 +27,7 @@ extension KioskBench {
             func median(_ body: () -> Void) -> Double {
                 body() // warm-up
                 var t: [Double] = []
-                for _ in 0..<repeat {
+                for _ in 0..<repetitions {
                     let s = ContinuousClock.now
                     body()
                     let d = ContinuousClock.now - s
@@ -62,7 +62,7 @@ extension KioskBench {
             p.arguments = [peer, "--frame", frame, "--cascade", cascades + "/haarcascade_frontalface_default.xml",
                            "--scale-factor", String(scaleFactor), "--min-neighbors", String(minNeighbors), "--min-size", String(minSize),
                            "--roi", "\(w.roi.x),\(w.roi.y),\(w.roi.width),\(w.roi.height)",
-                           "--roi-min-size", String(w.parameters.minSize), "--roi-max-size", String(w.parameters.maxSize), "--repeat", String(repeat)]
+                           "--roi-min-size", String(w.parameters.minSize), "--roi-max-size", String(w.parameters.maxSize), "--repeat", String(repetitions)]
             let out = Pipe()
             p.standardOutput = out
             try p.run()
