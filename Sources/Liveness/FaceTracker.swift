@@ -42,6 +42,9 @@ public struct FaceTracker: Sendable {
         return found
     }
 
+    /// Follows `face` from now on (e.g. the one of several candidates that has eyes).
+    public mutating func follow(_ face: PixelRect) { lastFace = face }
+
     /// Forgets the last face.
     public mutating func reset() { lastFace = nil }
 }

@@ -22,6 +22,16 @@ public struct DetectionParameters: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case scaleFactor = "scale_factor", minNeighbors = "min_neighbors", minSize = "min_size", maxSize = "max_size"
     }
+
+    /// Decodes parameters; absent keys keep their defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = DetectionParameters()
+        self.init(scaleFactor: try c.decodeIfPresent(Double.self, forKey: .scaleFactor) ?? d.scaleFactor,
+                  minNeighbors: try c.decodeIfPresent(Int.self, forKey: .minNeighbors) ?? d.minNeighbors,
+                  minSize: try c.decodeIfPresent(Int.self, forKey: .minSize) ?? d.minSize,
+                  maxSize: try c.decodeIfPresent(Int.self, forKey: .maxSize) ?? d.maxSize)
+    }
 }
 
 /// Evaluates an OpenCV Haar cascade over an image: integral images, a scale pyramid, early stage rejection, grouping.

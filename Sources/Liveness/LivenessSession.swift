@@ -223,7 +223,12 @@ public struct LivenessSession: Sendable {
     public mutating func process(_ image: GrayImage, timestamp: Double) -> LivenessGuidance {
         if firstTimestamp == nil { firstTimestamp = timestamp }
         lastTimestamp = timestamp
-        let faces = tracker.track(image)
+        var faces = tracker.track(image)
+        if faces.count > 1 {
+            // Haar cascades have false positives (textured clothing, posters): keep the candidates with eyes.
+            let withEyes = faces.filter { !engine.eyes(in: image, face: $0).isEmpty }
+            if withEyes.count == 1 { faces = withEyes; tracker.follow(withEyes[0]) }
+        }
         guard faces.count == 1, let face = faces.first else {
             previous = nil
             if faces.isEmpty && challenge == .blink { closedRun = 0 }

@@ -15,7 +15,7 @@ public struct LivenessThresholds: Codable, Sendable, Equatable {
     /// Largest distance of the face centre from the frame centre, as a fraction of the frame size.
     public var maxCenterOffset = 0.25
     /// Smallest variance of the Laplacian in the face region (sharpness).
-    public var minSharpness = 15.0
+    public var minSharpness = 20.0
     /// Smallest mean luma of the face region (0…255).
     public var minMeanLuma = 50.0
     /// Largest mean luma of the face region (0…255).

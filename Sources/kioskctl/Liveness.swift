@@ -13,6 +13,12 @@ extension KioskCtl {
     }
 }
 
+/// A liveness command failure (printed as `Error: …` without the usage text).
+struct LivenessCLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
 /// Options shared by the liveness subcommands.
 struct LivenessOptions: ParsableArguments {
     @Option(help: "Directory of OpenCV's Haar cascades (Debian opencv-data).")
@@ -25,7 +31,7 @@ struct LivenessOptions: ParsableArguments {
     func engine() throws -> LivenessEngine {
         let t = try thresholds.map { try LivenessThresholds.load(path: $0) } ?? LivenessThresholds()
         do { return try LivenessEngine(cascadeDirectory: cascades, thresholds: t) } catch {
-            throw ValidationError("\(error) (is opencv-data installed? Provisioning/deps.sh)")
+            throw LivenessCLIError("\(error) (is opencv-data installed? Provisioning/deps.sh)")
         }
     }
 }
@@ -53,9 +59,9 @@ extension KioskCtl.LivenessCmd {
         func run() throws {
             let engine = try options.engine()
             let fm = FileManager.default
-            guard let names = try? fm.contentsOfDirectory(atPath: framesFrom) else { throw ValidationError("cannot list \(framesFrom)") }
+            guard let names = try? fm.contentsOfDirectory(atPath: framesFrom) else { throw LivenessCLIError("cannot list \(framesFrom)") }
             let frames = names.filter { $0.lowercased().hasSuffix(".pgm") }.sorted()
-            guard !frames.isEmpty else { throw ValidationError("no .pgm frames in \(framesFrom)") }
+            guard !frames.isEmpty else { throw LivenessCLIError("no .pgm frames in \(framesFrom)") }
             guard fps > 0 else { throw ValidationError("--fps must be positive") }
             var session: LivenessSession
             if let challenge {
@@ -100,7 +106,7 @@ extension KioskCtl.LivenessCmd {
         func run() throws {
             let ev: LivenessEvaluation
             do { ev = try LivenessEvaluation.evaluate(directory: directory, engine: try options.engine()) } catch let e as SessionFileError {
-                throw ValidationError(e.description)
+                throw LivenessCLIError(e.description)
             }
             if json {
                 let enc = JSONEncoder()

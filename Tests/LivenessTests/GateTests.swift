@@ -37,22 +37,18 @@ struct GateTests {
         var dark = f, bright = f
         for i in f.pixels.indices {
             dark.pixels[i] = UInt8(Double(f.pixels[i]) * 0.25)
-            bright.pixels[i] = UInt8(min(255, 90 + Double(f.pixels[i]) * 1.3))
+            bright.pixels[i] = UInt8(255 - Double(255 - Int(f.pixels[i])) * 0.35)   // washed out, still a face
         }
         #expect(try firstGuidance(dark) == .moreLight)
         #expect(try firstGuidance(bright) == .lessLight)
     }
 
     @Test func blurred() throws {
-        // A face the detector still finds but without fine detail (defocus): a wide box blur.
+        // A face the detector still finds but without fine detail (defocus): down 8x and up again.
         let f = try liveFrame(Fixtures.synthesizer())
         let t = LivenessThresholds()
-        let small = f.resized(width: f.width / 5, height: f.height / 5).resized(width: f.width, height: f.height)
+        let small = f.resized(width: f.width / 8, height: f.height / 8).resized(width: f.width, height: f.height)
         let e = try Fixtures.requireEngine()
-        let faces = e.faceDetector.detect(in: small, parameters: t.faceDetection)
-        if let face = faces.first {
-            #expect(LivenessSession.gate(small, face: face, thresholds: t) == .holdStill)
-        }
         // The gate itself, on the face box of the sharp frame.
         let face = try #require(e.faceDetector.detect(in: f, parameters: t.faceDetection).first)
         #expect(LivenessSession.gate(f, face: face, thresholds: t) == nil)

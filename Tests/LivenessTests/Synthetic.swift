@@ -128,7 +128,7 @@ struct Synthesizer {
             case .live:
                 dx += 1.2 * rng.gaussian(); dy += 1.2 * rng.gaussian()
                 let local = (1.5 * rng.gaussian(), 1.8 * rng.gaussian())
-                let blinking = challenge == .blink && (i == count / 2 || i == count / 2 + 1)
+                let blinking = challenge == .blink && count >= 6 && (i == count / 2 || i == count / 2 + 1)
                 frames.append(render(blinking ? closed : photo, scale: s, dx: dx, dy: dy, local: local, noise: 1.5, rng: &rng))
             case .staticImage:
                 var f = still
