@@ -75,8 +75,11 @@ public final class V4L2Output {
     /// Feeds `frames` in a cycle at `fps` for `seconds` (or until `shouldStop` says so): each buffer
     /// the output returns is refilled with the frame due now, so the output never runs dry.
     /// `onStreaming` runs once every buffer holds a frame and `VIDIOC_STREAMON` succeeded.
+    ///
+    /// `select`, when given, picks the frame to show next (an index into `frames`) instead of
+    /// cycling by time: a feeder that reacts to what the camera's consumer asks for.
     public func feed(_ frames: [Frame], fps: Double, seconds: Double, onStreaming: () -> Void = {},
-                     shouldStop: () -> Bool = { false }) throws(CameraError) -> FeedStats {
+                     shouldStop: () -> Bool = { false }, select: (() -> Int)? = nil) throws(CameraError) -> FeedStats {
         precondition(!frames.isEmpty, "feed needs at least one frame")
         let images = frames.map { buffer(for: $0) }
         let size = bytesPerLine * height
@@ -84,7 +87,10 @@ public final class V4L2Output {
         let end = start + UInt64(seconds * 1e9)
         var queued = 0
         var shown = Set<Int>()
-        func due() -> Int { Int(Double(monotonicNanos() - start) / 1e9 * fps) % images.count }
+        func due() -> Int {
+            if let select { return min(max(0, select()), images.count - 1) }
+            return Int(Double(monotonicNanos() - start) / 1e9 * fps) % images.count
+        }
         func fill(_ index: Int) throws(CameraError) {
             let i = due()
             shown.insert(i)
