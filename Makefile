@@ -5,7 +5,7 @@ SWIFT_BUILD_FLAGS ?=
 BIN_DEBUG := .build/debug
 BIN_RELEASE := .build/release
 
-.PHONY: all deps build build-release test test-unit test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid demo bench fuzz clean help
 all: build
 
 help:
@@ -31,7 +31,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid fuzz
+test: deps test-unit test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid fuzz
 	@echo "make test: all suites passed"
 
 # The USB payment-terminal path on the kernel's own drivers: FunctionFS emulator on dummy_hcd,
@@ -49,6 +49,12 @@ test-checkout-usb: deps testvm-setup
 # snapshot, 60-frame fps test, output->capture feed loop, unplug/reopen (camera-vivid.sh).
 test-camera-vivid: deps testvm-setup
 	Devices/testvm/tests/camera-vivid-vm.sh
+
+# Face liveness end to end on the kernel's vivid camera: the real kiosk-agent reads vivid's HDMI
+# capture through libv4l2 while a synthetic shopper (live, then a static photo, then a print)
+# is fed into vivid's output loop, following the agent's random challenge (liveness-vivid.sh).
+test-liveness-vivid: deps testvm-setup
+	Devices/testvm/tests/liveness-vivid-vm.sh
 
 # Static checks of the systemd units, sysusers.d and tmpfiles.d (systemd-analyze verify clean,
 # security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).

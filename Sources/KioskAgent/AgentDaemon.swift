@@ -207,12 +207,23 @@ public final class AgentDaemon: Sendable {
         let supervisor: CameraSupervisor
         if let dir = config.cameraReplayDirectory {
             let fps = Double(config.cameraReplayFPS)
-            do {
-                _ = try ReplaySource(directory: dir, fps: fps, loop: true)
-            } catch {
-                throw ConfigError(source: dir, key: "camera.replay_dir", message: "\(error)")
+            if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("idle")) {
+                // A synthetic shopper (kioskctl dev synth-shopper): follows the instructions.
+                let source: ShopperSource
+                do {
+                    source = try ShopperSource(directory: dir, bus: bus, fps: fps)
+                } catch {
+                    throw ConfigError(source: dir, key: "camera.replay_dir", message: "\(error)")
+                }
+                supervisor = CameraSupervisor(logger: log) { source }
+            } else {
+                do {
+                    _ = try ReplaySource(directory: dir, fps: fps, loop: true)
+                } catch {
+                    throw ConfigError(source: dir, key: "camera.replay_dir", message: "\(error)")
+                }
+                supervisor = CameraSupervisor(logger: log) { try ReplaySource(directory: dir, fps: fps, loop: true) }
             }
-            supervisor = CameraSupervisor(logger: log) { try ReplaySource(directory: dir, fps: fps, loop: true) }
         } else {
             var identity: CameraIdentity?
             if !config.cameraDevice.isEmpty {

@@ -140,3 +140,59 @@ public final class CameraLivenessStep: LivenessStep {
         return result
     }
 }
+
+/// A synthetic shopper in front of a simulated camera (the demo): frames from a
+/// ``Liveness/ShopperPlayback`` directory, following the liveness instructions published on the
+/// event bus, at `fps`.
+public struct ShopperSource: FrameSource {
+    /// The sequences.
+    public let playback: ShopperPlayback
+    /// Where the instructions come from.
+    public let bus: EventBus
+    /// Frames per second.
+    public let fps: Double
+    /// The directory (for the name).
+    public let directory: String
+
+    /// Loads the sequences from `directory` (written by `kioskctl dev synth-shopper`).
+    public init(directory: String, bus: EventBus, fps: Double) throws {
+        playback = try ShopperPlayback(directory: directory)
+        self.bus = bus
+        self.fps = fps
+        self.directory = directory
+    }
+
+    /// "synthetic shopper DIR".
+    public var name: String { "synthetic shopper \(directory)" }
+
+    /// Frames until the consumer stops listening.
+    public func frames() -> AsyncThrowingStream<Frame, Error> {
+        let (stream, continuation) = AsyncThrowingStream<Frame, Error>.makeStream(bufferingPolicy: .bufferingNewest(2))
+        let playback = self.playback, bus = self.bus, interval = Duration.milliseconds(Int(1000 / max(1, fps)))
+        let follower = Task {
+            for await line in bus.subscribe(replay: false) {
+                guard let e = try? JSONSerialization.jsonObject(with: line) as? [String: Any], e["event"] as? String == "liveness" else { continue }
+                if let g = (e["guidance"] as? String).flatMap(LivenessGuidance.init(rawValue:)) {
+                    playback.follow(g)
+                } else {
+                    playback.follow(.faceTheCamera)
+                }
+            }
+        }
+        let player = Task {
+            var sequence: UInt32 = 0
+            while !Task.isCancelled {
+                let image = playback.frames[playback.nextIndex()]
+                sequence &+= 1
+                continuation.yield(Frame(width: image.width, height: image.height, format: .grey, data: image.pixels, sequence: sequence))
+                try? await Task.sleep(for: interval)
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in
+            player.cancel()
+            follower.cancel()
+        }
+        return stream
+    }
+}

@@ -74,8 +74,8 @@ extension KioskCtl.Dev {
             watcher.start()
             let output = try V4L2Output(path: device, width: first.width, height: first.height)
             let stats = try output.feed(frames, fps: fps, seconds: seconds, onStreaming: {
-                print("streaming to \(device)")
-                FileHandle.standardOutput.synchronizeFile()
+                // Unbuffered: scripts wait for this line.
+                FileHandle.standardOutput.write(Data("streaming to \(device)\n".utf8))
             }, select: { playback.nextIndex() })
             print("fed \(stats.queued) buffers, \(stats.framesShown) distinct frames in \(String(format: "%.1f", stats.seconds)) s")
         }
