@@ -7,7 +7,7 @@ BIN_RELEASE := .build/release
 # The system Python: the Debian python3-selenium/python3-pytest packages live there.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-release test test-unit test-browser test-terminal-usb test-checkout-usb demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-browser test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid demo bench fuzz clean help
 all: build
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test-vm - only the real-kernel test VM self-checks (vivid, dummy_hcd + FunctionFS, power cut, network)"
 	@echo "make test-browser - the shopper's screen in headless Chromium (screenshots in .cache/browser-artifacts)"
 	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
+	@echo "make deb    - release build and the kiosk's .deb in .build/deb; make deb-check checks it"
 	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
 
 deps:
@@ -29,10 +30,11 @@ build-release: deps
 
 # Unit and end-to-end tests in one SwiftPM run (the e2e tests spawn the built binaries).
 test-unit: deps
+	Provisioning/fetch-faces.sh
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-browser test-vm test-terminal-usb test-checkout-usb fuzz
+test: deps test-unit test-browser test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid fuzz
 	@echo "make test: all suites passed"
 
 # The shopper's screen in a real headless Chromium against the real agent and central (pytest +
@@ -53,6 +55,35 @@ test-terminal-usb: deps testvm-setup
 # on the host; every completed checkout is at central exactly once (checkout-usb.sh).
 test-checkout-usb: deps testvm-setup
 	Devices/testvm/tests/checkout-usb-vm.sh $(or $(CHECKOUT_PAYMENTS),100)
+
+# The camera on the kernel's vivid driver through libv4l2 in the test VM: list by identity,
+# snapshot, 60-frame fps test, output->capture feed loop, unplug/reopen (camera-vivid.sh).
+test-camera-vivid: deps testvm-setup
+	Devices/testvm/tests/camera-vivid-vm.sh
+
+# Face liveness end to end on the kernel's vivid camera: the real kiosk-agent reads vivid's HDMI
+# capture through libv4l2 while a synthetic shopper (live, then a static photo, then a print)
+# is fed into vivid's output loop, following the agent's random challenge (liveness-vivid.sh).
+test-liveness-vivid: deps testvm-setup
+	Devices/testvm/tests/liveness-vivid-vm.sh
+
+# Static checks of the systemd units, sysusers.d and tmpfiles.d (systemd-analyze verify clean,
+# security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).
+test-systemd: deps
+	systemd/check.sh
+
+# Devices/udev/*.rules on a real udevd in the test VM (vivid camera, a dummy_hcd gadget as terminal
+# and scanner, a KIOSK-ENROL disk): links, group, access as kiosk-agent vs nobody (tests/udev.sh; ~1-2 min).
+test-udev: deps testvm-setup
+	Devices/testvm/tests/udev-vm.sh
+
+# The kiosk's Debian package (release build, --static-swift-stdlib; minutes, so not in make test)
+# into .build/deb/, and its checks: contents, lintian, install/upgrade/remove/purge in a scratch root.
+deb: deps
+	Provisioning/deb.sh
+
+deb-check:
+	Provisioning/deb-check.sh
 
 demo: deps build
 	@Provisioning/demo.sh $(BIN_DEBUG)

@@ -67,11 +67,23 @@ let package = Package(
             ]
         ),
 
+        // Local face liveness: Haar cascades (opencv-data XML), quality gates, challenge, passive checks.
+        // Built optimised even in debug: the detector's inner loops are ~30x slower at -Onone.
+        .target(name: "Liveness", dependencies: ["KioskCore"], exclude: ["README.md"], swiftSettings: [.unsafeFlags(["-O"])]),
+
         // MARK: Devices
         .target(
             name: "PaymentTerminal",
             dependencies: [
                 "KioskCore", "KioskSys", "CLibUSB", "CKioskShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Camera over V4L2 through libv4l2, file replay, supervisor (Sources/Camera).
+        .target(
+            name: "Camera",
+            dependencies: [
+                "KioskSys", "CV4L2", "CKioskShims",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -88,7 +100,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "CKioskShims", "ShopperScreen",
+                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "Camera", "Liveness", "CKioskShims", "ShopperScreen",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -109,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "kioskctl",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal",
+                "KioskCore", "Outbox", "KioskAgent", "PaymentTerminal", "Camera", "Liveness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -142,7 +154,7 @@ let package = Package(
         .executableTarget(
             name: "kiosk-bench",
             dependencies: [
-                "KioskCore", "Outbox", "KioskAgent",
+                "KioskCore", "Outbox", "KioskAgent", "Liveness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -158,11 +170,13 @@ let package = Package(
         ),
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
+        .testTarget(name: "CameraTests", dependencies: ["Camera"]),
         .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskSys", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "LivenessTests", dependencies: ["Liveness", "KioskCore"]),
         .testTarget(name: "ShopperScreenTests", dependencies: ["ShopperScreen", "KioskCore", "KioskAgent"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]

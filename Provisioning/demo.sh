@@ -3,7 +3,8 @@
 #   1. dev PKI (CA, server cert, device cert)       4. the simulated terminal plays DEMO_PAYMENTS payments:
 #   2. kiosk-central on 127.0.0.1 (ephemeral port)     consent prompt -> answer -> liveness -> signed
 #   3. kiosk-agent: simulated payment terminal,         application, durably queued, synced
-#      simulated liveness step, demo config          5. every completed checkout is at central exactly once
+#      a synthetic shopper in front of its camera    5. every completed checkout is at central exactly once
+#      (face liveness checked locally)
 #                                                    6. stop gracefully (SIGTERM), exit 0
 set -euo pipefail
 BIN=${1:-.build/debug}
@@ -27,6 +28,17 @@ PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/central.port" ] && break; sleep 0.1; done
 PORT=$(cat "$WORK/central.port")
 echo "   listening on https://localhost:$PORT"
+
+step "a synthetic shopper for the camera (public-domain photo, Provisioning/fetch-faces.sh)"
+LIVENESS_MODE=camera
+if Provisioning/fetch-faces.sh >"$WORK/faces.log" 2>&1 && [ -f .cache/faces/astronaut.pgm ] &&
+   "$BIN/kioskctl" dev synth-shopper --photo .cache/faces/astronaut.pgm --kind live --out "$WORK/shopper" --count 16 \
+     --width 640 --height 480 | sed 's/^/   /'; then
+  :
+else
+  LIVENESS_MODE=simulated
+  echo "   no face photo (offline?): the liveness step is simulated in this run ($WORK/faces.log)"
+fi
 
 step "kiosk-agent (state in $WORK/state)"
 cat >"$WORK/agent.toml" <<TOML
@@ -52,10 +64,14 @@ simulated_interval_ms = 400
 simulated_answer_ms = 300
 [checkout]
 cooldown_s = 0
-prompt_timeout_s = 2
+prompt_timeout_s = 3
 answer_grace_ms = 500
 [liveness]
-mode = "simulated"                # the demo's stand-in; the camera step is issue 5
+mode = "$LIVENESS_MODE"           # camera: the Liveness module checks each frame locally
+time_limit_s = 20
+[camera]
+replay_dir = "$WORK/shopper"      # the synthetic shopper instead of /dev/video*: it does what it is asked
+replay_fps = 15
 TOML
 "$BIN/kiosk-agent" --config "$WORK/agent.toml" 2>"$WORK/agent.log" &
 AGENT=$!

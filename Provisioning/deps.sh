@@ -8,6 +8,8 @@ PKGS=(
   qemu-system-x86 busybox-static kmod e2fsprogs cpio xz-utils zstd socat
   # The shopper's screen browser tests (make test-browser): headless Chromium, CJK fonts.
   chromium chromium-driver python3-selenium python3-pytest fonts-noto-cjk
+  opencv-data python3-opencv python3-pip facedetect
+  systemd dpkg-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

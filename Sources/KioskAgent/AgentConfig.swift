@@ -89,8 +89,23 @@ public struct AgentConfig: Sendable, Equatable {
     public var answerGraceMillis = 5_000
     /// Whether a passed liveness check is required before an application is created.
     public var requireLiveness = true
-    /// Liveness step: "none" (inconclusive: no application when required) or "simulated" (demo).
+    /// Liveness step: "camera" (V4L2 or replayed frames, checked locally), "none" (no check:
+    /// offers suspended when liveness is required) or "simulated" (demo stand-in, always passes).
     public var livenessMode = "none"
+    /// `liveness.cascade_dir`: OpenCV's Haar cascades (Debian's opencv-data).
+    public var cascadeDirectory = "/usr/share/opencv4/haarcascades"
+    /// `liveness.thresholds_file`: JSON thresholds (per camera profile); nil = built-in defaults.
+    public var thresholdsFile: String?
+    /// `liveness.time_limit_s`: how long a shopper has for the check.
+    public var livenessTimeLimitSeconds = 20
+    /// `camera.device`: the camera's identity `card@bus_info[#serial]`; empty = the first camera.
+    public var cameraDevice = ""
+    /// `camera.profiles_dir`: camera profiles (Devices/cameras).
+    public var cameraProfilesDirectory = "/usr/share/kiosk-agent/cameras"
+    /// `camera.replay_dir`: frames (PGM/PPM) replayed instead of a V4L2 camera (demo, tests).
+    public var cameraReplayDirectory: String?
+    /// `camera.replay_fps`: the replay's frame rate.
+    public var cameraReplayFPS = 15
     /// `scanner.profile`: a USB HID QR/barcode scanner's profile (Devices/scanners); nil = none.
     public var scannerProfile: String?
     /// `scanner.serial`: which scanner, when several of the profile are plugged in.
@@ -302,6 +317,13 @@ extension AgentConfig {
         "checkout.consent_version": str(\.consentVersion),
         "checkout.consent_language": str(\.consentLanguage),
         "liveness.mode": str(\.livenessMode),
+        "liveness.cascade_dir": str(\.cascadeDirectory),
+        "liveness.thresholds_file": optStr(\.thresholdsFile),
+        "liveness.time_limit_s": int(\.livenessTimeLimitSeconds, 3...300),
+        "camera.device": str(\.cameraDevice),
+        "camera.profiles_dir": str(\.cameraProfilesDirectory),
+        "camera.replay_dir": optStr(\.cameraReplayDirectory),
+        "camera.replay_fps": int(\.cameraReplayFPS, 1...120),
         "scanner.profile": optStr(\.scannerProfile),
         "scanner.serial": optStr(\.scannerSerial),
         "screen.enabled": bool(\.screenEnabled),
@@ -403,8 +425,8 @@ extension AgentConfig {
         guard ["none", "usb", "simulated"].contains(terminalDriver) else {
             throw ConfigError(source: source, key: "terminal.driver", message: "must be none, usb or simulated (got \(terminalDriver))")
         }
-        guard ["none", "simulated"].contains(livenessMode) else {
-            throw ConfigError(source: source, key: "liveness.mode", message: "must be none or simulated (got \(livenessMode))")
+        guard ["none", "simulated", "camera"].contains(livenessMode) else {
+            throw ConfigError(source: source, key: "liveness.mode", message: "must be camera, none or simulated (got \(livenessMode))")
         }
         if screenEnabled {
             guard let (host, _) = ShopperScreenServer.Configuration.parseListen(screenListen) else {

@@ -1,4 +1,6 @@
+import Camera
 import Foundation
+import Liveness
 import KioskCore
 import Logging
 import Outbox
@@ -141,6 +143,8 @@ public final class AgentDaemon: Sendable {
     public let scanner: ScannerService?
     /// The shopper's screen (a loopback web page), when `screen.enabled`.
     public let screen: ShopperScreenServer?
+    /// The liveness camera, when liveness.mode is "camera".
+    public let camera: CameraService?
 
     /// Opens the state directory and the outbox (migrating it); devices are enumerated here later.
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
@@ -163,8 +167,17 @@ public final class AgentDaemon: Sendable {
         terminal = port
         if let port {
             let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
-            let liveness: any LivenessStep = config.livenessMode == "simulated"
-                ? SimulatedLiveness(pause: .milliseconds(config.simulatedLivenessMillis)) : UnavailableLiveness()
+            let liveness: any LivenessStep
+            var cameraService: CameraService?
+            switch config.livenessMode {
+            case "simulated": liveness = SimulatedLiveness(pause: .milliseconds(config.simulatedLivenessMillis))
+            case "camera":
+                let (step, service) = try Self.makeCameraLiveness(config, bus: events)
+                liveness = step
+                cameraService = service
+            default: liveness = UnavailableLiveness(reason: "no liveness camera configured (liveness.mode = none)")
+            }
+            camera = cameraService
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
             settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
@@ -177,6 +190,7 @@ public final class AgentDaemon: Sendable {
         } else {
             checkouts = nil
             screen = try Self.makeScreen(config)?.server
+            camera = nil
         }
         scanner = try Self.makeScanner(config, bus: events)
     }
@@ -204,6 +218,69 @@ public final class AgentDaemon: Sendable {
                                                               lender: config.screenLender),
                                          hub: hub, consents: library, delegate: answers)
         return (server, answers, consent)
+    }
+
+    static func makeCameraLiveness(_ config: AgentConfig, bus: EventBus) throws -> (CameraLivenessStep, CameraService) {
+        var thresholds = LivenessThresholds()
+        if let file = config.thresholdsFile {
+            do {
+                thresholds = try LivenessThresholds.load(path: file)
+            } catch {
+                throw ConfigError(source: file, key: "liveness.thresholds_file", message: "\(error)")
+            }
+        }
+        let engine: LivenessEngine
+        do {
+            engine = try LivenessEngine(cascadeDirectory: config.cascadeDirectory, thresholds: thresholds)
+        } catch {
+            throw ConfigError(source: config.cascadeDirectory, key: "liveness.cascade_dir",
+                              message: "\(error) (Debian: apt-get install opencv-data)")
+        }
+        let log = Logger(label: "kiosk.camera")
+        let supervisor: CameraSupervisor
+        if let dir = config.cameraReplayDirectory {
+            let fps = Double(config.cameraReplayFPS)
+            if FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("idle")) {
+                // A synthetic shopper (kioskctl dev synth-shopper): follows the instructions.
+                let source: ShopperSource
+                do {
+                    source = try ShopperSource(directory: dir, bus: bus, fps: fps)
+                } catch {
+                    throw ConfigError(source: dir, key: "camera.replay_dir", message: "\(error)")
+                }
+                supervisor = CameraSupervisor(logger: log) { source }
+            } else {
+                do {
+                    _ = try ReplaySource(directory: dir, fps: fps, loop: true)
+                } catch {
+                    throw ConfigError(source: dir, key: "camera.replay_dir", message: "\(error)")
+                }
+                supervisor = CameraSupervisor(logger: log) { try ReplaySource(directory: dir, fps: fps, loop: true) }
+            }
+        } else {
+            var identity: CameraIdentity?
+            if !config.cameraDevice.isEmpty {
+                guard let id = CameraIdentity(config.cameraDevice) else {
+                    throw ConfigError(source: "config", key: "camera.device", message: "\"\(config.cameraDevice)\" is not card@bus_info[#serial]")
+                }
+                identity = id
+            }
+            let profiles: [CameraProfile]
+            if FileManager.default.fileExists(atPath: config.cameraProfilesDirectory) {
+                do {
+                    profiles = try CameraProfile.loadAll(directory: config.cameraProfilesDirectory)
+                } catch {
+                    throw ConfigError(source: config.cameraProfilesDirectory, key: "camera.profiles_dir", message: "\(error)")
+                }
+            } else {
+                profiles = []
+            }
+            supervisor = CameraSupervisor.v4l2(identity: identity, profiles: profiles, logger: log)
+        }
+        let slot = FrameSlot()
+        let step = CameraLivenessStep(engine: engine, supervisor: supervisor, slot: slot,
+                                      timeLimit: TimeInterval(config.livenessTimeLimitSeconds), bus: bus, logger: Logger(label: "kiosk.liveness"))
+        return (step, CameraService(supervisor: supervisor, slot: slot))
     }
 
     static func makeScanner(_ config: AgentConfig, bus: EventBus) throws -> ScannerService? {
@@ -314,6 +391,9 @@ public final class AgentDaemon: Sendable {
         if let screen {
             services.append(.init(service: ShopperScreenService(server: screen, bus: events, logger: Logger(label: "kiosk.screen"))))
         }
+        if let camera {
+            services.append(.init(service: camera))
+        }
         let events = self.events
         let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),
                                      watch: { events.subscribe() },
@@ -389,6 +469,9 @@ public final class AgentDaemon: Sendable {
         } else {
             reason = "outbox unreadable"
         }
+        if reason == nil, config.requireLiveness, let checkouts, let why = checkouts.livenessUnavailableReason {
+            reason = "liveness unavailable: \(why)"
+        }
         if reason != nil { accepting = false }
         doc["offers"] = ["accepting": accepting, "reason": reason as Any? ?? NSNull()]
         if let terminal {
@@ -396,6 +479,10 @@ public final class AgentDaemon: Sendable {
         }
         if let scanner {
             doc["scanner"] = scanner.status
+        }
+        if let camera {
+            doc["camera"] = ["status": camera.supervisor.statusLine, "available": camera.supervisor.status.isAvailable,
+                             "opens": camera.supervisor.openCount, "failures": camera.supervisor.failureCount]
         }
         if let checkouts {
             doc["checkouts"] = ["since_start": checkouts.outcomes, "stored": (try? outbox.checkoutCounts()) ?? [:]]

@@ -11,6 +11,14 @@ public protocol LivenessStep: Sendable {
     /// Runs the check for `checkout` (blocking, on the checkout thread); `guide` shows the shopper
     /// an instruction (on the terminal's display and the screen).
     func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult
+    /// Why the check cannot run now (camera unavailable); nil when it can. While it is non-nil
+    /// and liveness is required, no credit is offered.
+    var unavailableReason: String? { get }
+}
+
+extension LivenessStep {
+    /// Available by default.
+    public var unavailableReason: String? { nil }
 }
 
 /// No camera configured: every check is inconclusive, so no application is created when the
@@ -20,6 +28,8 @@ public struct UnavailableLiveness: LivenessStep {
     public var reason: String
     /// Creates the step.
     public init(reason: String = "no camera configured") { self.reason = reason }
+    /// Always unavailable.
+    public var unavailableReason: String? { reason }
     /// Always inconclusive.
     public func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
         LivenessResult(decision: .inconclusive, score: 0, checks: [.init(name: "camera_available", value: 0, threshold: 1, passed: false)])
@@ -96,6 +106,9 @@ public final class CheckoutRunner: Sendable {
         self.logger = logger
         self.onEnqueued = onEnqueued
     }
+
+    /// Why the liveness step cannot run now (offers are suspended while liveness is required).
+    public var livenessUnavailableReason: String? { liveness.unavailableReason }
 
     /// Outcomes since start (final states → count), for status.
     public var outcomes: [String: Int] { counters.withLock { $0 } }
@@ -213,10 +226,11 @@ public final class CheckoutRunner: Sendable {
             try outbox.saveCheckout(c)
             publish(c)
             let last = try outbox.lastCheckoutStart(token: payment.terminalToken, excluding: c.id)
-            var effects = try step(&c, .eligibilityChecked(lastOfferForToken: last, now: Date(), at: Self.now()))
+            let suspended = settings.context.requireLiveness ? liveness.unavailableReason : nil
+            var effects = try step(&c, .eligibilityChecked(lastOfferForToken: last, now: Date(), at: Self.now(), suspended: suspended))
             if c.state == .ineligible {
                 log.info("payment not eligible for credit", metadata: ["reason": "\(c.history.last?.reason ?? "")"])
-                display("Instalments not available for this payment")
+                display(suspended == nil ? "Instalments not available for this payment" : "Instalments not available right now")
                 finish(c)
                 return
             }

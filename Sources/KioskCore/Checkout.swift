@@ -135,7 +135,7 @@ public struct Checkout: Codable, Sendable, Equatable {
 /// Something that happened to a checkout.
 public enum CheckoutEvent: Sendable, Equatable {
     /// Eligibility was decided (the caller supplies the token's last offer time).
-    case eligibilityChecked(lastOfferForToken: Date?, now: Date, at: Timestamp)
+    case eligibilityChecked(lastOfferForToken: Date?, now: Date, at: Timestamp, suspended: String? = nil)
     /// The consent prompt was shown with this request id.
     case consentShown(ConsentText, requestID: UInt32, at: Timestamp)
     /// The terminal (or screen) answered a prompt.
@@ -239,7 +239,13 @@ public enum CheckoutMachine {
             c.history.append(.init(state: s, at: at, reason: reason))
         }
         switch (checkout.state, event) {
-        case let (.paymentReceived, .eligibilityChecked(last, now, at)):
+        case let (.paymentReceived, .eligibilityChecked(last, now, at, suspended)):
+            // Offers suspended (e.g. the liveness camera is unavailable while liveness is
+            // required): nothing is offered that could not become an application.
+            if let suspended {
+                enter(.ineligible, at, "offers suspended: \(suspended)")
+                return (c, [])
+            }
             if let why = context.rules.refusal(for: c.payment, merchantID: context.merchantID, lastOfferForToken: last, now: now) {
                 enter(.ineligible, at, why)
                 return (c, [])

@@ -58,7 +58,8 @@ public struct TerminalScenarioOptions: Sendable {
     public var payments: Int
     /// How long the emulated shopper takes to answer a prompt.
     public var promptDelay: Duration
-    /// Pause between a prompt's answer and the next payment.
+    /// Pause before the first payment (after the kiosk's first message) and between a prompt's
+    /// answer and the next payment.
     public var paymentInterval: Duration
     /// The amount of each payment, in minor units.
     public var amountMinor: Int64
@@ -167,6 +168,11 @@ public final class TerminalScenarioPlayer: Sendable {
                     awaitingPrompt = true
                 }
                 guard let envelope = try receive(link) else { continue }
+                if !contacted {
+                    // The first payment also waits an interval after the kiosk's first message
+                    // (a kiosk's camera and screen come up in that time).
+                    nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
+                }
                 contacted = true
                 let id = envelope.requestID
                 switch envelope.message {

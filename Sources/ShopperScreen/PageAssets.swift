@@ -126,7 +126,10 @@ const T = {
     r_abandoned: "很抱歉，操作已中断", r_abandoned_text: "未提交申请。如需帮助请联系工作人员。",
     r_ineligible: "本次购物不提供分期", r_ineligible_text: "您的付款已完成。谢谢！",
     c_blink: "请眨眼", c_turn_left: "请向左转头", c_turn_right: "请向右转头", c_come_closer: "请靠近一点", c_look: "请看着摄像头",
+    c_move_closer: "请靠近一点",
     h_more_light: "光线太暗", h_face_camera: "请正对摄像头", h_hold_still: "请保持不动", h_move_back: "请后退一点",
+    h_face_the_camera: "请正对摄像头", h_only_one_person: "请只让一人出现在画面中", h_come_closer: "请靠近一点",
+    h_center_your_face: "请将脸部置于框内", h_less_light: "光线太亮",
     answered: "已在终端上回答", error: "出现问题，请重试"
   },
   "en": {
@@ -145,7 +148,10 @@ const T = {
     r_ineligible: "Instalments are not available for this purchase", r_ineligible_text: "Your payment is complete. Thank you!",
     c_blink: "Blink", c_turn_left: "Turn your head left", c_turn_right: "Turn your head right", c_come_closer: "Come a little closer",
     c_look: "Look at the camera",
+    c_move_closer: "Come a little closer",
     h_more_light: "More light needed", h_face_camera: "Face the camera", h_hold_still: "Hold still", h_move_back: "Move back a little",
+    h_face_the_camera: "Face the camera", h_only_one_person: "Only one person in the picture, please", h_come_closer: "Come a little closer",
+    h_center_your_face: "Put your face in the frame", h_less_light: "Too bright",
     answered: "Answered on the terminal", error: "Something went wrong, please try again"
   }
 };

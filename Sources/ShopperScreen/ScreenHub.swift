@@ -194,6 +194,19 @@ public final class ScreenHub: Sendable {
             }
             if n.phase != .liveness { n.challenge = nil; n.hints = [] }
             return n
+        case "liveness":
+            // The camera liveness step: "started" names the challenge, "guidance" a quality hint.
+            guard s.phase == .liveness || s.phase == .offer, o["checkout_id"] as? String == s.checkoutID else { return nil }
+            var n = s
+            n.phase = .liveness
+            switch o["state"] as? String {
+            case "started": n.challenge = o["challenge"] as? String ?? n.challenge; n.hints = []
+            case "guidance":
+                guard let g = o["guidance"] as? String else { return nil }
+                n.hints = [g]
+            default: return nil
+            }
+            return n
         case "liveness_guidance":
             guard s.phase == .liveness || s.phase == .offer else { return nil }
             if let id = o["checkout_id"] as? String, id != s.checkoutID { return nil }

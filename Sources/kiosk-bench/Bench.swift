@@ -25,7 +25,7 @@ struct KioskBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiosk-bench",
         abstract: "Benchmarks against peers measured in the same run.",
-        subcommands: [Enqueue.self, Drain.self]
+        subcommands: [Enqueue.self, Drain.self, LivenessMode.self]
     )
 }
 

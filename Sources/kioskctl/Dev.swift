@@ -6,8 +6,8 @@ extension KioskCtl {
     /// `kioskctl dev …`: development and demo helpers (need `control.allow_submit = true`).
     struct Dev: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Development helpers: feed sample applications (a stand-in for the checkout flow).",
-            subcommands: [SubmitSample.self]
+            abstract: "Development helpers: sample applications, a synthetic shopper for the camera.",
+            subcommands: [SubmitSample.self, SynthShopper.self, FeedShopper.self]
         )
     }
 }

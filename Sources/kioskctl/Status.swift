@@ -25,6 +25,9 @@ extension KioskCtl {
                 print("WARNING       corrupt database set aside at \(text(db["set_aside"]))")
             }
             if let t = reply["terminal"] as? [String: Any] { print("terminal      \(text(t["driver"]))") }
+            if let cam = reply["camera"] as? [String: Any] {
+                print("camera        \(text(cam["status"]))  (opened \(text(cam["opens"])) times, \(text(cam["failures"])) failures)")
+            }
             if let sc = reply["scanner"] as? [String: Any] {
                 print("scanner       \(text(sc["profile"]))  \(sc["connected"] as? Bool == true ? "connected" : "not connected"): \(text(sc["detail"]))  codes \(text(sc["codes_read"]))")
             }

@@ -106,13 +106,31 @@ import Testing
         #expect(!r.events.contains { String(describing: $0).contains("4111111111111111") })
     }
 
-    @Test func withoutACameraNoApplicationIsCreated() async throws {
-        let r = try await Self.run(.payConfirm, payments: 2, liveness: UnavailableLiveness())
+    @Test func withoutACameraNothingIsOfferedAndNoApplicationIsCreated() async throws {
+        // No prompt is shown, so the scripted terminal (which waits for one) plays one payment.
+        let r = try await Self.run(.payConfirm, payments: 1, liveness: UnavailableLiveness(reason: "camera unavailable: unplugged"))
+        defer { try? FileManager.default.removeItem(at: r.dir) }
+        #expect(r.outcomes == ["ineligible": 1])
+        #expect(try r.outbox.stats().pending == 0)
+        let checkouts = try r.outbox.recentCheckouts().checkouts
+        #expect(checkouts.allSatisfy { $0.consent == nil && $0.history.last?.reason == "offers suspended: camera unavailable: unplugged" })
+    }
+
+    /// A step that is available but whose check never passes (a camera seeing a photo).
+    struct FailingLiveness: LivenessStep {
+        func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
+            guide("Please blink")
+            return LivenessResult(decision: .fail, score: 0.1, checks: [.init(name: "micro_motion", value: 0, threshold: 0.15, passed: false)])
+        }
+    }
+
+    @Test func aFailedLivenessCheckCreatesNoApplication() async throws {
+        let r = try await Self.run(.payConfirm, payments: 2, liveness: FailingLiveness())
         defer { try? FileManager.default.removeItem(at: r.dir) }
         #expect(r.outcomes == ["liveness_failed": 2])
         #expect(try r.outbox.stats().pending == 0)
         let checkouts = try r.outbox.recentCheckouts().checkouts
-        #expect(checkouts.allSatisfy { $0.confirmedAt != nil && $0.liveness?.decision == .inconclusive })
+        #expect(checkouts.allSatisfy { $0.confirmedAt != nil && $0.liveness?.decision == .fail && $0.applicationID == nil })
     }
 
     @Test func aFullPANFromTheTerminalIsRefusedAndLeavesNoTrace() async throws {

@@ -92,6 +92,15 @@ import Testing
         #expect(c1.state == .ineligible && effects.isEmpty)
     }
 
+    @Test func suspendedOffersMakeAnEligiblePaymentIneligibleWithTheReason() throws {
+        let c = CheckoutMachine.start(payment: Self.payment, terminalSerial: "T-1", at: Self.ts(0))
+        let (c1, effects) = try CheckoutMachine.apply(
+            .eligibilityChecked(lastOfferForToken: nil, now: Date(), at: Self.ts(1), suspended: "camera unavailable: unplugged"),
+            to: c, context: Self.context)
+        #expect(c1.state == .ineligible && effects.isEmpty)
+        #expect(c1.history.last?.reason == "offers suspended: camera unavailable: unplugged")
+    }
+
     @Test func restartClosesUnfinishedCheckoutsAndCompletesQueuedOnes() throws {
         let shown = try Self.shown()
         let (a, _) = CheckoutMachine.recover(shown, at: Self.ts(9), context: Self.context)

@@ -44,6 +44,11 @@ import Testing
         #expect(hub.current.challenge == "blink")
         hub.ingest(Self.event("liveness_guidance", ["checkout_id": "other", "text": "Look at the camera"]))
         #expect(hub.current.challenge == "blink")
+        hub.ingest(Self.event("liveness", ["checkout_id": "c1", "state": "started", "challenge": "turn_left"]))
+        #expect(hub.current.challenge == "turn_left")
+        hub.ingest(Self.event("liveness", ["checkout_id": "c1", "state": "guidance", "guidance": "more_light", "message": "More light"]))
+        #expect(hub.current.hints == ["more_light"])
+        #expect(hub.current.challenge == "turn_left")
         hub.ingest(Self.checkout("c1", "enqueued", extra: ["application_id": "kiosk-1-01JABCDEF0123456789XYZWVUT"]))
         let done = hub.current
         #expect(done.phase == .result)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 
 /// v4l2_open without a mode (V4L2 nodes are never created).
 static inline int ka_v4l2_open(const char *path, int flags) { return v4l2_open(path, flags); }
@@ -41,10 +42,19 @@ static const unsigned long KA_VIDIOC_S_OUTPUT = VIDIOC_S_OUTPUT;
 static const unsigned long KA_VIDIOC_G_CTRL = VIDIOC_G_CTRL;
 static const unsigned long KA_VIDIOC_S_CTRL = VIDIOC_S_CTRL;
 static const unsigned long KA_VIDIOC_QUERYCTRL = VIDIOC_QUERYCTRL;
+static const unsigned long KA_VIDIOC_G_PARM = VIDIOC_G_PARM;
+static const unsigned long KA_VIDIOC_S_PARM = VIDIOC_S_PARM;
+static const unsigned long KA_VIDIOC_ENUM_FRAMESIZES = VIDIOC_ENUM_FRAMESIZES;
+
+/// Camera: plain open(2)+ioctl(2) QUERYCAP for enumeration (no libv4l2 set-up per node).
+static inline int ka_v4l2_querycap_raw(int fd, struct v4l2_capability *cap) { return ioctl(fd, VIDIOC_QUERYCAP, cap); }
 
 static const uint32_t KA_V4L2_PIX_FMT_RGB24 = V4L2_PIX_FMT_RGB24;
 static const uint32_t KA_V4L2_PIX_FMT_YUYV = V4L2_PIX_FMT_YUYV;
 static const uint32_t KA_V4L2_PIX_FMT_MJPEG = V4L2_PIX_FMT_MJPEG;
+static const uint32_t KA_V4L2_PIX_FMT_GREY = V4L2_PIX_FMT_GREY;
+static const uint32_t KA_V4L2_PIX_FMT_BGR24 = V4L2_PIX_FMT_BGR24;
+static const uint32_t KA_V4L2_PIX_FMT_UYVY = V4L2_PIX_FMT_UYVY;
 
 // Layouts the Swift side relies on (x86_64/aarch64 Linux, 64-bit time).
 _Static_assert(sizeof(struct v4l2_capability) == 104, "v4l2_capability layout");
@@ -54,4 +64,5 @@ _Static_assert(sizeof(struct v4l2_requestbuffers) == 20, "v4l2_requestbuffers la
 _Static_assert(sizeof(struct v4l2_buffer) == 88, "v4l2_buffer layout");
 _Static_assert(sizeof(struct v4l2_input) == 80, "v4l2_input layout");
 _Static_assert(sizeof(struct v4l2_control) == 8, "v4l2_control layout");
+_Static_assert(sizeof(struct v4l2_streamparm) == 204, "v4l2_streamparm layout");
 #endif
