@@ -36,6 +36,8 @@ want=(
     "-rw-r--r-- root/root ./lib/udev/rules.d/72-kiosk-agent-scanners.rules"
     "-rw-r--r-- root/root ./usr/share/kiosk-agent/scanners/test-hid-scanner.json"
     "-rw-r--r-- root/root ./usr/share/kiosk-agent/cameras/camera-uvc-generic.json"
+    "-rw-r--r-- root/root ./usr/share/kiosk-agent/consent/instalment-consent.zh-Hans.txt"
+    "-rw-r--r-- root/root ./usr/share/kiosk-agent/consent/instalment-consent.en.txt"
     "-rwxr-xr-x root/root ./usr/lib/kiosk-agent/enrol-from-media"
     "-rw-r--r-- root/root ./usr/lib/sysusers.d/kiosk-agent.conf" "-rw-r--r-- root/root ./usr/lib/tmpfiles.d/kiosk-agent.conf"
     "-rw-r--r-- root/root ./lib/udev/rules.d/70-kiosk-agent.rules" "-rw-r--r-- root/root ./etc/kiosk-agent/agent.toml"

@@ -7,7 +7,7 @@
 # Layout (Debian 12): /usr/bin/{kiosk-agent,kioskctl}, /lib/systemd/system/kiosk-*.service,
 # /usr/lib/sysusers.d + tmpfiles.d/kiosk-agent.conf, /lib/udev/rules.d/70-kiosk-agent.rules,
 # /lib/udev/rules.d/71-kiosk-enrol-media.rules, /usr/lib/kiosk-agent/enrol-from-media,
-# /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/{profiles,scanners,cameras}/*.json,
+# /etc/kiosk-agent/agent.toml (conffile), /usr/share/kiosk-agent/{profiles,scanners,cameras}/*.json, consent/*.txt,
 # /usr/share/doc/kiosk-agent/. Maintainer scripts: Provisioning/debian/.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,6 +52,9 @@ install -m 0644 Devices/profiles/*.json "$ST/usr/share/kiosk-agent/profiles/"
 install -d "$ST/usr/share/kiosk-agent/scanners" "$ST/usr/share/kiosk-agent/cameras"
 install -m 0644 Devices/scanners/*.json "$ST/usr/share/kiosk-agent/scanners/"
 install -m 0644 Devices/cameras/*.json "$ST/usr/share/kiosk-agent/cameras/"
+# The shopper's screen: consent texts per language (screen.consent_dir's default).
+install -d "$ST/usr/share/kiosk-agent/consent"
+install -m 0644 Provisioning/consent/*.txt "$ST/usr/share/kiosk-agent/consent/"
 install -m 0644 README.md "$ST/usr/share/doc/$PKG/README.md"
 install -m 0644 systemd/README.md "$ST/usr/share/doc/$PKG/systemd.md"
 # Man pages: kiosk-agent.8 by hand; kioskctl.1 from swift-argument-parser's help dump.
