@@ -177,7 +177,10 @@ let package = Package(
             dependencies: ["KioskCentral", "KioskCore", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "LivenessTests", dependencies: ["Liveness", "KioskCore"]),
-        .testTarget(name: "ShopperScreenTests", dependencies: ["ShopperScreen", "KioskCore", "KioskAgent"]),
+        .testTarget(
+            name: "ShopperScreenTests",
+            dependencies: ["ShopperScreen", "KioskCore", "KioskAgent", "Outbox", "PaymentTerminal", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent"]),
     ]
 )

@@ -249,10 +249,15 @@ public final class CheckoutRunner: Sendable {
         switch effect {
         case .showConsent(let text):
             let requestID = try port.withLink { $0.nextRequestID() }
+            // With a page attached, answers for this request id are taken from the moment the
+            // event announcing it can reach the page; they are read only after the record below.
+            let onScreen = screen.flatMap { $0.isAttached ? $0 : nil }
+            onScreen?.open(checkoutID: c.id, requestID: requestID)
+            defer { onScreen?.close() }
             // Recorded before the prompt goes out: a late answer is matched by this id or discarded.
             _ = try step(&c, .consentShown(text, requestID: requestID, at: Self.now()))
-            if let screen, screen.isAttached {
-                return try askScreenOrTerminal(screen, &c, text: text, requestID: requestID, log: log)
+            if let onScreen {
+                return try askScreenOrTerminal(onScreen, &c, text: text, requestID: requestID, log: log)
             }
             let answer = askOnTerminal(c, text: text, requestID: requestID, log: log)
             switch answer {
@@ -302,8 +307,6 @@ public final class CheckoutRunner: Sendable {
     /// prompt is replaced on the terminal's display and its late answer is discarded).
     private func askScreenOrTerminal(_ screen: ScreenAnswers, _ c: inout Checkout, text: ConsentText, requestID: UInt32,
                                      log: Logger) throws -> [CheckoutEffect] {
-        screen.open(checkoutID: c.id, requestID: requestID)
-        defer { screen.close() }
         let shown = c
         let helper = Thread { [self] in
             switch askOnTerminal(shown, text: text, requestID: requestID, log: log) {

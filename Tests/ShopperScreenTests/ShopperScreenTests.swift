@@ -3,6 +3,9 @@ import Foundation
 import Glibc
 #endif
 import KioskCore
+import Logging
+import Outbox
+import PaymentTerminal
 import Synchronization
 import Testing
 @testable import KioskAgent
@@ -365,5 +368,79 @@ final class RecordingDelegate: ShopperScreenDelegate {
         #expect(end.closed)
         #expect(hub.listenerCount == 0)
         #expect(throws: (any Error).self) { try TinyHTTP.connect(port: port) }
+    }
+}
+
+/// The checkout runner with a screen attached, on the simulated terminal that leaves prompts to
+/// the screen: the screen's answer wins (and its language is the one recorded); unanswered, the
+/// prompt times out. Bounded: at most 30 s of polling, then the runner is stopped regardless.
+@Suite(.serialized) struct ScreenAnswerRunnerTests {
+    @Test func screenAnswersWinAndSilenceTimesOut() async throws {
+        let zh = ConsentText(id: "instalment-consent", version: "v1", language: "zh-Hans", text: "条款")
+        let en = ConsentText(id: "instalment-consent", version: "v1", language: "en", text: "Terms")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("screen-runner-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let outbox = try Outbox(path: dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
+        let logger = Logger(label: "test.screen-runner")
+        let port = try SimulatedTerminalPort(scenario: .screen, options: TerminalScenarioOptions(payments: 3, paymentInterval: .milliseconds(20)),
+                                             logger: logger)
+        let context = CheckoutContext(deviceID: "kiosk-test", merchantID: "m-1", rules: EligibilityRules(cooldownSeconds: 0), consent: zh,
+                                      requireLiveness: false)
+        var settings = CheckoutRunner.Settings(context: context, promptTimeout: .seconds(1))
+        settings.answerGrace = .milliseconds(300)
+        settings.displaySeconds = 1
+        let bus = EventBus(replay: 0)
+        let answers = ScreenAnswers(attached: { true })
+        let runner = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: .generate(), liveness: SimulatedLiveness(),
+                                    bus: bus, logger: logger, screen: answers, onEnqueued: {})
+        let results = Mutex<[ScreenAnswerOutcome]>([])
+        let events = bus.subscribe(replay: false)
+        let answering = Task {
+            var shown = 0
+            for await line in events {
+                guard let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any], o["event"] as? String == "checkout",
+                      o["state"] as? String == "consent_shown", let id = o["checkout_id"] as? String,
+                      let rid = (o["request_id"] as? NSNumber)?.uint32Value else { continue }
+                shown += 1
+                // 1: accepted in Chinese; 2: declined after switching to English; 3: no answer.
+                let outcome: ScreenAnswerOutcome
+                switch shown {
+                case 1: outcome = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .confirmed, consent: zh))
+                case 2: outcome = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .declined, consent: en))
+                default: continue
+                }
+                results.withLock { $0.append(outcome) }
+                // A second answer for the same prompt is stale.
+                let again = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .declined, consent: zh))
+                results.withLock { $0.append(again) }
+            }
+        }
+        let finished = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            runner.run()
+            finished.signal()
+        }
+        thread.start()
+        for _ in 0..<600 where runner.outcomes.values.reduce(0, +) < 3 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        runner.requestStop()
+        finished.wait()
+        port.stop()
+        bus.finish()
+        await answering.value
+
+        #expect(runner.outcomes == ["completed": 1, "declined": 1, "timed_out": 1])
+        #expect(results.withLock { $0 } == [.accepted, .stale, .accepted, .stale])
+        let checkouts = try outbox.recentCheckouts(limit: 10).checkouts
+        let completed = try #require(checkouts.first { $0.state == .completed })
+        #expect(completed.method == .kioskScreen)
+        #expect(completed.consent?.language == "zh-Hans")
+        let declined = try #require(checkouts.first { $0.state == .declined })
+        #expect(declined.consent == en)
+        let timedOut = try #require(checkouts.first { $0.state == .timedOut })
+        #expect(timedOut.method == nil)
+        #expect(try outbox.stats().pending == 1)
     }
 }
