@@ -64,8 +64,9 @@ test-camera-vivid: deps testvm-setup
 # Face liveness end to end on the kernel's vivid camera: the real kiosk-agent reads vivid's HDMI
 # capture through libv4l2 while a synthetic shopper (live, then a static photo, then a print)
 # is fed into vivid's output loop, following the agent's random challenge (liveness-vivid.sh).
+# make test runs live + static; LIVENESS_KINDS="live static print" adds the print attack.
 test-liveness-vivid: deps testvm-setup
-	Devices/testvm/tests/liveness-vivid-vm.sh
+	LIVENESS_KINDS="$(or $(LIVENESS_KINDS),live static)" Devices/testvm/tests/liveness-vivid-vm.sh
 
 # Static checks of the systemd units, sysusers.d and tmpfiles.d (systemd-analyze verify clean,
 # security exposure <= 2.0 for kiosk-agent, users/owners/modes in a scratch root; ~1 s).

@@ -179,7 +179,9 @@ public struct SyntheticShopper: Sendable {
                 dx += 1.2 * rng.gaussian()
                 dy += 1.2 * rng.gaussian()
                 let local = (1.5 * rng.gaussian(), 1.8 * rng.gaussian())
-                let blinking = action == .blink && count >= 6 && (i == count / 2 || i == count / 2 + 1)
+                // Eyes closed for a sixth of the sequence (two frames of 16): long sequences played
+                // slowly keep them closed long enough for a slow consumer to see.
+                let blinking = action == .blink && count >= 6 && i >= count / 2 && i < count / 2 + max(2, count / 6)
                 frames.append(render(blinking ? closed : photo, scale: s, dx: dx, dy: dy, local: local, noise: 1.5, rng: &rng))
             case .staticImage:
                 var f = still
@@ -233,10 +235,14 @@ public final class ShopperPlayback: Sendable {
     /// Every frame, the sequences one after another.
     public let frames: [GrayImage]
     private let ranges: [String: Range<Int>]
-    private let state = Mutex<(action: String, tick: Int)>(("idle", 0))
+    private let state = Mutex<(action: String, tick: Int, since: ContinuousClock.Instant)>(("idle", 0, .now))
+    private let secondsPerSequence: Double?
 
     /// Loads `directory/<action>/*.pgm` as written by ``SyntheticShopper/writeSessions(to:kind:count:seed:)``.
-    public init(directory: String) throws {
+    /// With `secondsPerSequence`, a sequence lasts that long whatever the frame rate (a slow
+    /// consumer still sees each part of it); otherwise one frame per ``nextIndex()`` call.
+    public init(directory: String, secondsPerSequence: Double? = nil) throws {
+        self.secondsPerSequence = secondsPerSequence
         var frames: [GrayImage] = []
         var ranges: [String: Range<Int>] = [:]
         for (name, _) in SyntheticShopper.actionNames {
@@ -265,7 +271,7 @@ public final class ShopperPlayback: Sendable {
         }
         guard let name, ranges[name] != nil else { return }
         state.withLock { s in
-            if s.action != name { s = (name, 0) }
+            if s.action != name { s = (name, 0, .now) }
         }
     }
 
@@ -274,6 +280,15 @@ public final class ShopperPlayback: Sendable {
         state.withLock { s in
             let r = ranges[s.action] ?? ranges["idle"]!
             defer { s.tick += 1 }
+            if let secondsPerSequence {
+                let d = ContinuousClock.now - s.since
+                let elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                let t = Int(elapsed / secondsPerSequence * Double(r.count))
+                if s.action == "idle" { return r.lowerBound + t % r.count }
+                if t < r.count { return r.lowerBound + t }
+                let half = max(1, r.count / 2)
+                return r.upperBound - half + (t - r.count) % half
+            }
             if s.action == "idle" { return r.lowerBound + s.tick % r.count }
             if s.tick < r.count { return r.lowerBound + s.tick }
             let half = max(1, r.count / 2)

@@ -50,9 +50,11 @@ extension KioskCtl.Dev {
         @Option(help: "The V4L2 output node.") var device: String
         @Option(help: "Frames per second.") var fps = 25.0
         @Option(help: "Stop after this many seconds.") var seconds = 600.0
+        @Option(help: "Play each sequence over this many seconds (for slow consumers); default one frame per output buffer.")
+        var sequenceSeconds: Double?
 
         func run() throws {
-            let playback = try ShopperPlayback(directory: directory)
+            let playback = try ShopperPlayback(directory: directory, secondsPerSequence: sequenceSeconds)
             guard let first = playback.frames.first else { throw ValidationError("no frames in \(directory)") }
             let frames = playback.frames.map { Frame(width: $0.width, height: $0.height, format: .grey, data: $0.pixels) }
             let socket = try global.socketPath()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KioskAgent
 import Logging
+import Camera
 import PaymentTerminal
 
 extension KioskCtl {
@@ -65,6 +66,13 @@ extension KioskCtl.Terminal {
 
         func run() throws {
             let all = try profiles.all()
+            let rows = try Self.rows(all)
+            if global.json { return try global.printJSON(["profiles": all.map(\.name), "devices": rows]) }
+            Self.printRows(rows, profiles: all)
+        }
+
+        /// One row per plugged-in device matching a profile.
+        static func rows(_ all: [DeviceProfile]) throws -> [[String: Any]] {
             let context: USBContext
             do { context = try USBContext() } catch { throw ValidationError("cannot initialise libusb: \(error)") }
             var rows: [[String: Any]] = []
@@ -83,7 +91,10 @@ extension KioskCtl.Terminal {
                     ])
                 }
             }
-            if global.json { return try global.printJSON(["profiles": all.map(\.name), "devices": rows]) }
+            return rows
+        }
+
+        static func printRows(_ rows: [[String: Any]], profiles all: [DeviceProfile]) {
             print("\(pad("PROFILE", 26)) \(pad("USB ID", 10)) \(pad("NODE", 22)) \(pad("SERIAL", 18)) ACCESS")
             for r in rows {
                 let access = (r["openable"] as? Bool) == true ? "ok" : "no permission (is the udev rule installed? is this user in group kiosk-agent?)"
@@ -97,15 +108,15 @@ extension KioskCtl.Terminal {
     struct Test: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Open the terminal, PING it, read its status, time round trips, show a test text.",
-            discussion: "Exit status 0 when every step passed. --prompt also asks the shopper a test question on the terminal.")
+            discussion: "Exit status 0 when every step passed. The prompt step asks for Yes on the terminal; --no-prompt skips it.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var profiles: ProfileOptions
 
         @Option(name: .long, help: "PING round trips to time.")
         var count = 50
 
-        @Flag(name: .long, help: "Also show a Yes/No prompt on the terminal and wait for the answer.")
-        var prompt = false
+        @Flag(name: .long, inversion: .prefixedNo, help: "Show a Yes/No prompt on the terminal and wait for the answer (press Yes).")
+        var prompt = true
 
         func run() throws {
             let profile = try profiles.one(config: global.config)
@@ -179,14 +190,64 @@ extension KioskCtl.Terminal {
             if prompt {
                 do {
                     let p = Prompt(text: "Terminal test: press Yes", buttons: ["Yes", "No"], timeoutSeconds: 30)
+                    let t0 = ContinuousClock.now
                     let reply = try link.request(.showPrompt(p), timeout: .seconds(35))
+                    let d = ContinuousClock.now - t0
+                    let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
                     guard case .promptResult(let outcome) = reply.message else { throw ValidationError("SHOW_PROMPT answered with \(reply.message.type)") }
-                    step("prompt", outcome == .confirmed(buttonIndex: 0), "the shopper's answer: \(outcome)")
+                    step("prompt", outcome == .confirmed(buttonIndex: 0), String(format: "answered %@ after %.0f ms (includes the person pressing)", "\(outcome)", ms),
+                         ["answer_ms": ms])
                 } catch {
                     step("prompt", false, "\(error)")
                 }
             }
             if failed { throw ExitCode(1) }
+        }
+    }
+}
+
+extension KioskCtl {
+    /// `kioskctl devices`: every kiosk device found, with the profile that applies.
+    struct Devices: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the payment terminals, QR scanners and cameras found, with their profiles.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var profiles: ProfileOptions
+
+        @Option(name: .long, help: "Scanner profiles (default: /usr/share/kiosk-agent/scanners, else ./Devices/scanners).")
+        var scannersDir: String?
+
+        func run() throws {
+            let terminalProfiles = try profiles.all()
+            let terminals = try KioskCtl.Terminal.List.rows(terminalProfiles)
+            let dir = scannersDir ?? (FileManager.default.fileExists(atPath: "/usr/share/kiosk-agent/scanners")
+                ? "/usr/share/kiosk-agent/scanners" : "Devices/scanners")
+            var scanners: [[String: Any]] = []
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: dir).filter({ $0.hasSuffix(".json") }).sorted() {
+                let context = try? USBContext()
+                for name in names {
+                    let p: ScannerProfile
+                    do { p = try ScannerProfile.load(path: (dir as NSString).appendingPathComponent(name)) } catch { throw ValidationError("\(error)") }
+                    for d in (try? context?.devices(vendorID: p.vendorID, productID: p.productID, readSerials: true)) ?? [] {
+                        scanners.append(["profile": p.name, "usb_id": p.usbID, "bus": Int(d.bus), "address": Int(d.address),
+                                         "serial": d.serial ?? NSNull(), "layout": p.layout.rawValue])
+                    }
+                }
+            }
+            let cameras = CameraEnumerator.list().map { c -> [String: Any] in
+                ["identity": c.identity.description, "path": c.path, "driver": c.driver]
+            }
+            if global.json {
+                return try global.printJSON(["terminals": terminals, "scanners": scanners, "cameras": cameras])
+            }
+            print("payment terminals")
+            KioskCtl.Terminal.List.printRows(terminals, profiles: terminalProfiles)
+            print("\nQR / barcode scanners")
+            for s in scanners { print("  \(text(s["profile"]))  \(text(s["usb_id"]))  serial \(text(s["serial"]))  layout \(text(s["layout"]))") }
+            if scanners.isEmpty { print("  none plugged in") }
+            print("\ncameras")
+            for c in cameras { print("  \(text(c["identity"]))  \(text(c["path"]))  (\(text(c["driver"])))") }
+            if cameras.isEmpty { print("  none found") }
         }
     }
 }

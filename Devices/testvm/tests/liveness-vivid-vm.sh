@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Host: build kiosk-agent and kioskctl, fetch the public-domain face photo, synthesize the
 # shoppers (live, static, print) natively, boot the test VM with liveness-vivid.sh.
-#   Devices/testvm/tests/liveness-vivid-vm.sh [run.sh options]
+#   LIVENESS_KINDS="live static print" Devices/testvm/tests/liveness-vivid-vm.sh [run.sh options]
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -13,12 +13,13 @@ swift build >"$CACHE/liveness-vivid-build.log" 2>&1 ||
     { tail -n 30 "$CACHE/liveness-vivid-build.log"; echo "liveness-vivid: build failed" >&2; exit 1; }
 "$REPO/Provisioning/fetch-faces.sh" >/dev/null || { echo "liveness-vivid: fetch-faces.sh failed" >&2; exit 1; }
 WORK=$(mktemp -d "$CACHE/liveness-vivid.XXXXXX")
-for kind in live static print; do
+KINDS=${LIVENESS_KINDS:-live static print}
+for kind in $KINDS; do
     "$REPO/.build/debug/kioskctl" dev synth-shopper --photo "$REPO/.cache/faces/astronaut.pgm" --kind "$kind" \
-        --out "$WORK/shopper/$kind" --count 16 >/dev/null || { echo "liveness-vivid: synth-shopper $kind failed" >&2; exit 1; }
+        --out "$WORK/shopper/$kind" --count 24 >/dev/null || { echo "liveness-vivid: synth-shopper $kind failed" >&2; exit 1; }
 done
 "$REPO/Devices/testvm/run.sh" --timeout 900 --work "$WORK" "$@" -- \
-    Devices/testvm/tests/liveness-vivid.sh "$REPO/.build/debug" "$WORK/shopper" 2>"$WORK/run.stderr"
+    Devices/testvm/tests/liveness-vivid.sh "$REPO/.build/debug" "$WORK/shopper" "$KINDS" 2>"$WORK/run.stderr"
 rc=$?
 cat "$WORK/run.stderr" >&2
 echo "--- results:"

@@ -17,6 +17,7 @@
 REPO=${TESTVM_REPO:-$(pwd)}
 BIN=${1:-$REPO/.build/debug}
 SHOP=${2:?shopper directory}
+# ${3}: which shoppers (default "live static print"; make test runs "live static")
 failed=0
 check() { vm_check "$@" || failed=1; }
 vm_load_vivid || exit 1
@@ -45,12 +46,17 @@ simulated_answer_ms = 200
 cooldown_s = 0
 [liveness]
 mode = "camera"
-time_limit_s = 40
+time_limit_s = 60
+# The debug agent under TCG analyses about one frame a second: a longer challenge window, as a
+# slow board's camera profile would set it.
+thresholds_file = "$W/thresholds.json"
 [camera]
 device = "$ID"
 profiles_dir = "$REPO/Devices/testvm/cameras"
 TOML
+    echo '{"challenge_window": 20}' >"$W/thresholds.json"
     "$BIN/kioskctl" dev feed-shopper "$SHOP/$kind" --device "$VM_VIVID_OUT" --socket "$W/control.sock" --fps 15 --seconds 200 \
+        --sequence-seconds 12 \
         >"$W/feed.log" 2>&1 &
     feeder=$!
     vm_wait_for_line "$W/feed.log" streaming 60 || { cat "$W/feed.log"; kill $feeder; return 1; }
@@ -106,9 +112,10 @@ camera_status() {
         echo "OK camera-status: $(grep camera /run/lv-live/status.txt)" ||
         { cat /run/lv-live/status.txt; echo "FAIL camera-status: not streaming"; return 1; }
 }
+KINDS=${3:-live static print}
 check live-passes live
-check static-fails still
-check print-fails printed
+case " $KINDS " in *" static "*) check static-fails still ;; esac
+case " $KINDS " in *" print "*) check print-fails printed ;; esac
 check camera-status camera_status
 
 vm_log "results:"

@@ -96,15 +96,26 @@ PY
 import json, sys
 d = json.load(open(sys.argv[1]))
 steps = {s["step"]: s for s in d["steps"]}
-assert d["ok"] and set(steps) == {"open", "ping", "status", "latency", "display"}, d
+assert d["ok"] and set(steps) == {"open", "ping", "status", "latency", "display", "prompt"}, d
 lat = steps["latency"]
-print("OK kioskctl-terminal: list finds the terminal; test: %s; %d PINGs median %.2f ms p99 %.2f ms" % (
-    steps["ping"]["detail"], lat["count"], lat["median_ms"], lat["p99_ms"]))
+print("OK kioskctl-terminal: list finds the terminal; test: %s; %d PINGs median %.2f ms p99 %.2f ms; prompt answered in %.0f ms (emulated shopper 500 ms)" % (
+    steps["ping"]["detail"], lat["count"], lat["median_ms"], lat["p99_ms"], steps["prompt"]["answer_ms"]))
 PY
     }
     check kioskctl-terminal kioskctl_terminal
     # Negative control: a serial that is not plugged in must fail with a clear message.
     check kioskctl-terminal-absent vm_expect_fail "$CTL" terminal test --profile "$PROFILE" --serial NOPE-0000
+    devices() {
+        "$CTL" devices --profiles-dir "$REPO/Devices/profiles" --json >/run/ctl-devices.json || { echo "FAIL kioskctl-devices: exit $?"; return 1; }
+        python3 - "$SERIAL" /run/ctl-devices.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[2]))
+t = [x for x in d["terminals"] if x["serial"] == sys.argv[1]]
+assert len(t) == 1 and t[0]["profile"] == "kiosk-emulated-terminal", d
+print("OK kioskctl-devices: terminal %s listed with profile %s at %s" % (t[0]["serial"], t[0]["profile"], t[0]["node"]))
+PY
+    }
+    check kioskctl-devices devices
     check host-test "$BIN" host-test --profile "$PROFILE" --count 200 --gadget "$G" --prompt-delay-ms 500
     emu_stop
     cat "$EMU_LOG"
