@@ -387,7 +387,9 @@ final class RecordingDelegate: ShopperScreenDelegate {
                                              logger: logger)
         let context = CheckoutContext(deviceID: "kiosk-test", merchantID: "m-1", rules: EligibilityRules(cooldownSeconds: 0), consent: zh,
                                       requireLiveness: false)
-        var settings = CheckoutRunner.Settings(context: context, promptTimeout: .seconds(1))
+        // 5 s for the shopper: the answering task runs on the shared cooperative pool, which other
+        // suites' blocking tests may hold for a while (a bound, not a timing assertion).
+        var settings = CheckoutRunner.Settings(context: context, promptTimeout: .seconds(5))
         settings.answerGrace = .milliseconds(300)
         settings.displaySeconds = 1
         let bus = EventBus(replay: 0)
