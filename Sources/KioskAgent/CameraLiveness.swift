@@ -101,12 +101,17 @@ public final class CameraLivenessStep: LivenessStep {
     /// Runs one session on live frames.
     public func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
         var session = engine.makeSession()
-        let started = Date()
+        // Monotonic: the wall clock of a kiosk may jump (NTP after a boot with a wrong clock).
+        let started = ContinuousClock.now
+        func elapsed() -> Double {
+            let d = ContinuousClock.now - started
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
         var last: LivenessGuidance?
         var seen = slot.frameCount
         var frames = 0
         bus.publish("liveness", ["checkout_id": checkout.id, "state": "started", "challenge": session.challenge.rawValue])
-        while Date().timeIntervalSince(started) < timeLimit {
+        while elapsed() < timeLimit {
             guard let (frame, n) = slot.next(after: seen, timeout: 1) else {
                 if !supervisor.status.isAvailable { break }
                 continue
@@ -115,7 +120,7 @@ public final class CameraLivenessStep: LivenessStep {
             let luma = frame.luma()
             guard let image = GrayImage(width: luma.width, height: luma.height, pixels: luma.pixels) else { continue }
             frames += 1
-            let g = session.process(image, timestamp: Date().timeIntervalSince(started))
+            let g = session.process(image, timestamp: elapsed())
             if g != last {
                 last = g
                 guide(g.message)
@@ -133,7 +138,7 @@ public final class CameraLivenessStep: LivenessStep {
         logger.info("liveness decided", metadata: [
             "checkout": "\(checkout.id)", "decision": "\(result.decision.rawValue)", "score": "\(result.score)",
             "challenge": "\(session.challenge.rawValue)", "frames": "\(frames)",
-            "seconds": "\(String(format: "%.1f", Date().timeIntervalSince(started)))",
+            "seconds": "\(String(format: "%.1f", elapsed()))",
         ])
         bus.publish("liveness", ["checkout_id": checkout.id, "state": "decided", "decision": result.decision.rawValue, "score": result.score,
                                  "challenge": session.challenge.rawValue, "frames": frames])
