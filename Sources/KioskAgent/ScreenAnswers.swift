@@ -49,6 +49,11 @@ public final class ScreenAnswers: ShopperScreenDelegate {
         prompt.withLock { $0 = Prompt(checkoutID: checkoutID, requestID: requestID, winner: nil) }
     }
 
+    /// The prompt open now (checkout id and request id) and whether it already has an answer.
+    public var openPrompt: (checkoutID: String, requestID: UInt32, answered: Bool)? {
+        prompt.withLock { p in p.map { ($0.checkoutID, $0.requestID, $0.winner != nil) } }
+    }
+
     /// Closes the prompt; later answers are stale.
     public func close() { prompt.withLock { $0 = nil } }
 

@@ -397,27 +397,31 @@ final class RecordingDelegate: ShopperScreenDelegate {
         let runner = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: .generate(), liveness: SimulatedLiveness(),
                                     bus: bus, logger: logger, screen: answers, onEnqueued: {})
         let results = Mutex<[ScreenAnswerOutcome]>([])
-        let events = bus.subscribe(replay: false)
-        let answering = Task {
-            var shown = 0
-            for await line in events {
-                guard let o = try? JSONSerialization.jsonObject(with: line) as? [String: Any], o["event"] as? String == "checkout",
-                      o["state"] as? String == "consent_shown", let id = o["checkout_id"] as? String,
-                      let rid = (o["request_id"] as? NSNumber)?.uint32Value else { continue }
-                shown += 1
+        // The shopper runs on its own thread, not the cooperative pool (which other suites'
+        // blocking tests may hold on a 2-core runner): it answers each prompt as soon as it opens.
+        let shopperDone = Atomic<Bool>(false)
+        let shopper = Thread {
+            var seen = Set<UInt32>()
+            while !shopperDone.load(ordering: .relaxed) {
+                guard let open = answers.openPrompt, !open.answered, !seen.contains(open.requestID) else {
+                    Thread.sleep(forTimeInterval: 0.005)
+                    continue
+                }
+                seen.insert(open.requestID)
                 // 1: accepted in Chinese; 2: declined after switching to English; 3: no answer.
                 let outcome: ScreenAnswerOutcome
-                switch shown {
-                case 1: outcome = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .confirmed, consent: zh))
-                case 2: outcome = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .declined, consent: en))
+                switch seen.count {
+                case 1: outcome = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .confirmed, consent: zh))
+                case 2: outcome = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .declined, consent: en))
                 default: continue
                 }
                 results.withLock { $0.append(outcome) }
                 // A second answer for the same prompt is stale.
-                let again = answers.consentAnswered(.init(checkoutID: id, requestID: rid, answer: .declined, consent: zh))
+                let again = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .declined, consent: zh))
                 results.withLock { $0.append(again) }
             }
         }
+        shopper.start()
         let finished = DispatchSemaphore(value: 0)
         let thread = Thread {
             runner.run()
@@ -431,7 +435,7 @@ final class RecordingDelegate: ShopperScreenDelegate {
         finished.wait()
         port.stop()
         bus.finish()
-        await answering.value
+        shopperDone.store(true, ordering: .relaxed)
 
         #expect(runner.outcomes == ["completed": 1, "declined": 1, "timed_out": 1])
         #expect(results.withLock { $0 } == [.accepted, .stale, .accepted, .stale])
