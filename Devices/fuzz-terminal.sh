@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the terminal protocol's libFuzzer target (scratch path .build-fuzz) and fuzzes the frame
+# Builds the terminal protocol's libFuzzer target (in .build-fuzz) and fuzzes the frame
 # decoder and message codec for SECONDS (default 20), starting from a seed corpus of valid encoded
 # messages that the target writes itself. Prints executions and crashes; exits non-zero on a crash.
 #
@@ -16,23 +16,31 @@ scratch=.build-fuzz
 work="$scratch/terminal-fuzz"
 
 build_start=$(date +%s)
+# The fuzzer is compiled straight with swiftc from the protocol's own files (the frame decoder,
+# the message codec and KioskCore's PCI guard, which import nothing else), not through SwiftPM:
+# a sanitized SwiftPM build recompiles every dependency (swift-crypto among them) for minutes.
 # -DTERMINAL_FUZZ_LIBFUZZER: main hands over to LLVMFuzzerRunDriver, declared with @_extern(c),
-# hence the Extern feature (see Sources/terminal-fuzz/EntryPoint.swift). The debug configuration
-# is needed (SwiftPM renames the entry point there); -O on top makes it about twice as fast.
+# hence the Extern feature (Sources/terminal-fuzz/EntryPoint.swift); the entry point is renamed
+# and `main` pointed at it, as SwiftPM does, because -sanitize=fuzzer links libFuzzer's own main.
 # ld.gold's "Cannot export local symbol '__asan_…'" warnings (hundreds) are harmless and filtered.
+sources=(Sources/KioskCore/PCIGuard.swift Sources/PaymentTerminal/Frame.swift Sources/PaymentTerminal/Message.swift
+    Sources/PaymentTerminal/MessageCodec.swift Sources/terminal-fuzz/*.swift)
+mkdir -p "$work"
+fuzzer="$work/terminal-fuzz"
 set +e
-swift build -c debug --product terminal-fuzz --scratch-path "$scratch" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DTERMINAL_FUZZ_LIBFUZZER \
-    -Xswiftc -enable-experimental-feature -Xswiftc Extern -Xswiftc -O 2>&1 |
+swiftc -module-name terminal_fuzz -parse-as-library -sanitize=fuzzer,address -O \
+    -DTERMINAL_FUZZ_LIBFUZZER -enable-experimental-feature Extern \
+    -Xfrontend -entry-point-function-name -Xfrontend terminal_fuzz_main \
+    -Xlinker --defsym -Xlinker main=terminal_fuzz_main \
+    -module-cache-path "$scratch/module-cache" "${sources[@]}" -o "$fuzzer" 2>&1 |
     grep -v "Cannot export local symbol"
 build_status=${PIPESTATUS[0]}
 set -e
 if [ "$build_status" -ne 0 ]; then
-    echo "terminal-fuzz: fuzz build failed (exit $build_status)" >&2
+    echo "terminal-fuzz: fuzz build failed (exit $build_status); a new import in these files? ${sources[*]}" >&2
     exit 1
 fi
 echo "fuzz build: $(($(date +%s) - build_start)) s"
-fuzzer="$scratch/debug/terminal-fuzz"
 
 rm -rf "$work/seeds" "$work/artifacts"
 mkdir -p "$work/corpus" "$work/seeds" "$work/artifacts"

@@ -1,7 +1,11 @@
 // The terminal protocol's messages (the payload of a frame). Wire format in MessageCodec.swift
 // and Devices/terminal-protocol.md.
 
+// Without KioskCore, this file builds into the standalone fuzzer (Devices/fuzz-terminal.sh) with
+// KioskCore/PCIGuard.swift beside it.
+#if canImport(KioskCore)
 import KioskCore
+#endif
 
 /// Message type codes (first payload byte). Responses are the request's code with bit 7 set.
 public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -97,11 +101,6 @@ public struct TerminalPayment: Sendable, Equatable {
         self.token = token
         self.approvalCode = approvalCode
         self.time = time
-    }
-
-    /// The payment record stored with a credit application.
-    public func payment() -> Payment {
-        Payment(transactionRef: transactionRef, amountMinor: amountMinor, currency: currency, maskedPAN: maskedPAN, terminalToken: token, approvalCode: approvalCode)
     }
 }
 

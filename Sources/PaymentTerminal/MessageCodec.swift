@@ -1,7 +1,11 @@
 // Message codec: payload = type (u8) | request_id (u32 BE) | TLV fields, each
 // tag (u8) | len (u16 BE) | value. Big-endian, byte by byte (no unaligned loads).
 
+// Without KioskCore, this file builds into the standalone fuzzer (Devices/fuzz-terminal.sh) with
+// KioskCore/PCIGuard.swift beside it.
+#if canImport(KioskCore)
 import KioskCore
+#endif
 
 /// Why a payload could not be decoded, or a message could not be encoded.
 ///

@@ -1,7 +1,9 @@
 // The invariants checked on every fuzz input, shared by the libFuzzer entry and the corpus replayer.
 
+#if canImport(PaymentTerminal)
 import KioskCore
 import PaymentTerminal
+#endif
 
 #if canImport(Glibc)
 import Glibc
