@@ -7,7 +7,7 @@ BIN_RELEASE := .build/release
 # The system Python: the Debian python3-selenium/python3-pytest packages live there.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-release test test-unit test-browser test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-browser test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid test-chaos chaos demo bench fuzz clean help
 all: build
 
 help:
@@ -15,6 +15,7 @@ help:
 	@echo "make test   - install deps if missing, build, run every test (unit, end-to-end, test VM)"
 	@echo "make test-vm - only the real-kernel test VM self-checks (vivid, dummy_hcd + FunctionFS, power cut, network)"
 	@echo "make test-browser - the shopper's screen in headless Chromium (screenshots in .cache/browser-artifacts)"
+	@echo "make chaos  - the reliability campaign: 20 power cuts in the VM, 1,000+ network faults; prints its table"
 	@echo "make bench  - release build, print benchmark ratios against peers measured in the same run"
 	@echo "make deb    - release build and the kiosk's .deb in .build/deb; make deb-check checks it"
 	@echo "make deps   - install the Debian packages the build and tests need (apt-get)"
@@ -34,7 +35,7 @@ test-unit: deps
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
 	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
 
-test: deps test-unit test-browser test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid fuzz
+test: deps test-unit test-browser test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid test-chaos fuzz
 	@echo "make test: all suites passed"
 
 # The shopper's screen in a real headless Chromium against the real agent and central (pytest +
@@ -93,6 +94,14 @@ bench: deps build-release
 	@Provisioning/bench.sh $(BIN_RELEASE)
 
 # libFuzzer run of the terminal frame/message decoder (FUZZ_SECONDS, default 20).
+# The reliability campaign (Devices/chaos/chaos.sh): power cuts in the test VM, network faults;
+# prints the table the README carries. test-chaos is its short version inside make test.
+chaos: deps testvm-setup
+	Devices/chaos/chaos.sh
+
+test-chaos: deps testvm-setup
+	Devices/chaos/chaos.sh --short
+
 fuzz: deps
 	Devices/fuzz-terminal.sh $(or $(FUZZ_SECONDS),20)
 
