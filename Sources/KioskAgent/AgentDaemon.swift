@@ -465,6 +465,8 @@ public final class AgentDaemon: Sendable {
             ]
             if unsynced >= config.outboxLimits.maxRows {
                 reason = "outbox full: \(unsynced) unsynced applications (limit \(config.outboxLimits.maxRows))"
+            } else if let full = try? outbox.admissionProblem() {
+                reason = "outbox full: \(full)"
             }
         } else {
             reason = "outbox unreadable"

@@ -110,6 +110,17 @@ public final class CheckoutRunner: Sendable {
     /// Why the liveness step cannot run now (offers are suspended while liveness is required).
     public var livenessUnavailableReason: String? { liveness.unavailableReason }
 
+    /// Why no offer may be made now, or `nil`: the outbox could not keep the application (full
+    /// disk, row or byte limit) or liveness is required and unavailable.
+    public var offersSuspendedReason: String? {
+        do {
+            if let full = try outbox.admissionProblem() { return "outbox full: \(full)" }
+        } catch {
+            return "outbox unavailable: \(error)"
+        }
+        return settings.context.requireLiveness ? liveness.unavailableReason : nil
+    }
+
     /// Outcomes since start (final states → count), for status.
     public var outcomes: [String: Int] { counters.withLock { $0 } }
 
@@ -226,7 +237,7 @@ public final class CheckoutRunner: Sendable {
             try outbox.saveCheckout(c)
             publish(c)
             let last = try outbox.lastCheckoutStart(token: payment.terminalToken, excluding: c.id)
-            let suspended = settings.context.requireLiveness ? liveness.unavailableReason : nil
+            let suspended = offersSuspendedReason
             var effects = try step(&c, .eligibilityChecked(lastOfferForToken: last, now: Date(), at: Self.now(), suspended: suspended))
             if c.state == .ineligible {
                 log.info("payment not eligible for credit", metadata: ["reason": "\(c.history.last?.reason ?? "")"])

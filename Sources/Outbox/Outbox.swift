@@ -152,23 +152,14 @@ public final class Outbox: Sendable {
         let batchBytes = prepared.reduce(Int64(0)) { $0 &+ $1.size }
         let nowMillis = Millis.from(now)
 
-        let free = try FileSupport.freeBytes(at: path)
-        if free < limits.minFreeDiskBytes {
-            throw OutboxError.full(
-                reason: "disk: \(free) free bytes on the filesystem of \(path) < minFreeDiskBytes \(limits.minFreeDiskBytes)")
-        }
+        if let reason = try diskRefusal() { throw OutboxError.full(reason: reason) }
         let limits = self.limits
         var current = prepared[0].id
         do {
             return try perform(.immediate) { db in
                 let usage = try Self.unsyncedUsage(db)
-                if usage.rows + Int64(prepared.count) > Int64(limits.maxRows) {
-                    throw OutboxError.full(reason: "rows: \(usage.rows) unsynced rows + \(prepared.count) > maxRows \(limits.maxRows)")
-                }
-                let (total, overflow) = usage.bytes.addingReportingOverflow(batchBytes)
-                if overflow || total > limits.maxBytes {
-                    throw OutboxError.full(
-                        reason: "bytes: \(usage.bytes) unsynced bytes + \(batchBytes) payload bytes > maxBytes \(limits.maxBytes)")
+                if let reason = Self.capacityRefusal(usage: usage, rows: prepared.count, bytes: batchBytes, limits: limits) {
+                    throw OutboxError.full(reason: reason)
                 }
                 let insert = try db.cachedStatement(sql: """
                     INSERT INTO outbox (id, payload, payload_sha256, payload_size, state, attempts, next_attempt_at, created_at)
@@ -524,6 +515,36 @@ public final class Outbox: Sendable {
     }
 
     /// Unsynced row count and payload bytes, from the trigger-maintained counters.
+    /// Why an application of about `expectedBytes` would be refused now (rows, bytes or free disk
+    /// space at their limits), or `nil` when it would be taken: asked before an offer is made, so
+    /// that a shopper is never asked to consent to an application the kiosk cannot keep.
+    public func admissionProblem(expectedBytes: Int64 = 16 << 10) throws -> String? {
+        if let reason = try diskRefusal() { return reason }
+        let limits = self.limits
+        return try perform(nil) { db in
+            Self.capacityRefusal(usage: try Self.unsyncedUsage(db), rows: 1, bytes: expectedBytes, limits: limits)
+        }
+    }
+
+    /// The refusal for free disk space below `minFreeDiskBytes`, if any.
+    private func diskRefusal() throws -> String? {
+        let free = try FileSupport.freeBytes(at: path)
+        guard free < limits.minFreeDiskBytes else { return nil }
+        return "disk: \(free) free bytes on the filesystem of \(path) < minFreeDiskBytes \(limits.minFreeDiskBytes)"
+    }
+
+    /// The refusal for `rows` more rows of `bytes` in all on top of `usage`, if any.
+    static func capacityRefusal(usage: (rows: Int64, bytes: Int64), rows: Int, bytes: Int64, limits: OutboxLimits) -> String? {
+        if usage.rows + Int64(rows) > Int64(limits.maxRows) {
+            return "rows: \(usage.rows) unsynced rows + \(rows) > maxRows \(limits.maxRows)"
+        }
+        let (total, overflow) = usage.bytes.addingReportingOverflow(bytes)
+        if overflow || total > limits.maxBytes {
+            return "bytes: \(usage.bytes) unsynced bytes + \(bytes) payload bytes > maxBytes \(limits.maxBytes)"
+        }
+        return nil
+    }
+
     static func unsyncedUsage(_ db: Database) throws -> (rows: Int64, bytes: Int64) {
         let row = try Row.fetchOne(db.cachedStatement(sql: """
             SELECT coalesce(sum(row_count), 0), coalesce(sum(byte_count), 0) FROM outbox_state_counts WHERE state <> 'synced'

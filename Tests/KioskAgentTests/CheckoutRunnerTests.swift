@@ -31,10 +31,12 @@ import Testing
 
     /// Plays `payments` payments of `scenario` through a runner and waits until each is final.
     static func run(_ scenario: TerminalScenario, payments: Int, liveness: any LivenessStep,
-                    requireLiveness: Bool = true, untilEvent: String? = nil) async throws -> Run {
+                    requireLiveness: Bool = true, untilEvent: String? = nil,
+                    limits: OutboxLimits = OutboxLimits(minFreeDiskBytes: 0), prepare: (Outbox) throws -> Void = { _ in }) async throws -> Run {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let outbox = try Outbox(path: dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
+        let outbox = try Outbox(path: dir.appendingPathComponent("outbox.sqlite").path, limits: limits)
+        try prepare(outbox)
         let logger = Logger(label: "test.runner")
         let port = try SimulatedTerminalPort(
             scenario: scenario, options: TerminalScenarioOptions(payments: payments, paymentInterval: .milliseconds(20)), logger: logger)
@@ -114,6 +116,29 @@ import Testing
         #expect(try r.outbox.stats().pending == 0)
         let checkouts = try r.outbox.recentCheckouts().checkouts
         #expect(checkouts.allSatisfy { $0.consent == nil && $0.history.last?.reason == "offers suspended: camera unavailable: unplugged" })
+    }
+
+    /// Regression (chaos campaign, full disk): a full outbox used to be found only after the
+    /// shopper had consented and passed liveness ("Service unavailable" at the end). Now no offer
+    /// is made, the reason is recorded, and the queued backlog is kept untouched.
+    @Test func aFullOutboxSuspendsOffersBeforeTheShopperIsAsked() async throws {
+        let backlog = Data(#"{"backlog":true}"#.utf8)
+        // No prompt is shown, so the scripted terminal (which waits for one) plays one payment.
+        let r = try await Self.run(.payConfirm, payments: 1, liveness: SimulatedLiveness(), limits: OutboxLimits(maxRows: 2, minFreeDiskBytes: 0)) {
+            _ = try $0.enqueue(id: "backlog-1", payload: backlog)
+            _ = try $0.enqueue(id: "backlog-2", payload: backlog)
+        }
+        defer { try? FileManager.default.removeItem(at: r.dir) }
+        #expect(r.outcomes == ["ineligible": 1])
+        let checkouts = try r.outbox.recentCheckouts().checkouts
+        #expect(checkouts.count == 1)
+        #expect(checkouts.allSatisfy { $0.consent == nil && $0.applicationID == nil })
+        #expect(checkouts.allSatisfy { ($0.history.last?.reason ?? "").hasPrefix("offers suspended: outbox full: rows: 2 unsynced rows") })
+        let kept = try r.outbox.nextBatch(limit: 10, maxBytes: 1 << 20)
+        #expect(kept.map(\.id) == ["backlog-1", "backlog-2"] && kept.allSatisfy { $0.payload == backlog })
+        // With room again (one row synced), the next checkout would be offered.
+        try r.outbox.markSynced(ids: ["backlog-1"])
+        #expect(try r.outbox.admissionProblem() == nil)
     }
 
     /// A step that is available but whose check never passes (a camera seeing a photo).

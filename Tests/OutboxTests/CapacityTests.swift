@@ -81,6 +81,9 @@ struct CapacityTests {
                 #expect(isFull(error, mentioning: "minFreeDiskBytes"))
             }
             #expect(try outbox.list().map(\.id) == ["a"])
+            // Asked before an offer, the outbox gives the same reason without writing anything.
+            let problem = try outbox.admissionProblem()
+            #expect(problem?.hasPrefix("disk: ") == true && problem?.contains("minFreeDiskBytes") == true)
             #expect(try outbox.nextBatch(limit: 10, maxBytes: 1 << 20, now: t0).map(\.id) == ["a"])
         }
     }
