@@ -151,11 +151,12 @@ public final class AgentDaemon: Sendable {
         self.config = config
         self.logger = logger
         self.notifier = notifier
-        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        // A bad key is a config error: refused before anything is created on disk.
         if let key = config.keyFile {
             try Self.refuseWorldReadable(key)
         }
+        try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
         outbox = try Outbox(path: config.databasePath, limits: config.outboxLimits, logger: Logger(label: "kiosk.outbox"))
         if let aside = outbox.setAsideDatabasePath {
             logger.critical("the outbox database failed its integrity check and was set aside; running on a fresh one",

@@ -233,11 +233,12 @@ public final class CheckoutRunner: Sendable {
     func runCheckout(payment: Payment, serial: String) {
         var c = CheckoutMachine.start(payment: payment, terminalSerial: serial, at: Self.now())
         let log = logger.with(["checkout": "\(c.id)", "transaction_ref": "\(payment.transactionRef)"])
+        // Asked first: on a full disk even the checkout's own record may not be writable.
+        let suspended = offersSuspendedReason
         do {
             try outbox.saveCheckout(c)
             publish(c)
             let last = try outbox.lastCheckoutStart(token: payment.terminalToken, excluding: c.id)
-            let suspended = offersSuspendedReason
             var effects = try step(&c, .eligibilityChecked(lastOfferForToken: last, now: Date(), at: Self.now(), suspended: suspended))
             if c.state == .ineligible {
                 log.info("payment not eligible for credit", metadata: ["reason": "\(c.history.last?.reason ?? "")"])
@@ -250,7 +251,8 @@ public final class CheckoutRunner: Sendable {
                 effects += try perform(effect, &c, log: log)
             }
         } catch {
-            log.error("checkout failed", metadata: ["error": "\(error)", "state": "\(c.state.rawValue)"])
+            log.error("checkout failed", metadata: ["error": "\(error)", "state": "\(c.state.rawValue)", "offers_suspended": "\(suspended ?? "no")"])
+            if suspended != nil, c.consent == nil { display("Instalments not available right now") }
             close(&c, reason: "\(error)", log: log)
         }
         finish(c)

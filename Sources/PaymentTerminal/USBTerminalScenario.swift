@@ -5,6 +5,9 @@
 import KioskCore
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the scripted terminal does.
 public enum TerminalScenario: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -56,6 +59,9 @@ public struct TerminalScenarioOptions: Sendable {
     public var info: TerminalInfo
     /// How many payments a paying scenario plays (one after another; 0 = none).
     public var payments: Int
+    /// How long after a payment the terminal waits for the kiosk's prompt before it treats the
+    /// payment as done without an offer (not eligible, offers suspended) and plays the next one.
+    public var offerWait: Duration = .seconds(10)
     /// How long the emulated shopper takes to answer a prompt.
     public var promptDelay: Duration
     /// Pause before the first payment (after the kiosk's first message) and between a prompt's
@@ -123,6 +129,9 @@ public final class TerminalScenarioPlayer: Sendable {
         var nextPaymentAt: UInt64 = 0
         var pendingAnswer: (requestID: UInt32, outcome: PromptOutcome, due: UInt64)?
         var promptLeftToScreen = false
+        // Whether the kiosk showed a prompt for the payment in progress, and until when it may.
+        var promptSeen = false
+        var offerDeadline: UInt64 = 0
         if scenario == .screen {
             // The first payment also waits an interval: the kiosk's page attaches meanwhile.
             nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
@@ -166,6 +175,17 @@ public final class TerminalScenarioPlayer: Sendable {
                    paymentsPlayed.load(ordering: .relaxed) < options.payments, now >= nextPaymentAt {
                     try sendPayment(link: link, raw: raw, send: send)
                     awaitingPrompt = true
+                    promptSeen = false
+                    offerDeadline = monotonicNanos() + options.offerWait.clampedNanos
+                }
+                if awaitingPrompt, !promptSeen, !promptLeftToScreen, pendingAnswer == nil, now >= offerDeadline, offerDeadline > 0 {
+                    // No offer for this payment (not eligible, offers suspended): a terminal does
+                    // not wait for the kiosk forever; the next shopper pays. Found by the chaos
+                    // campaign: a terminal waiting for a prompt that never came stalled the run.
+                    note("payment \(paymentsPlayed.load(ordering: .relaxed)): no offer within \(options.offerWait); next payment")
+                    awaitingPrompt = false
+                    offerDeadline = 0
+                    nextPaymentAt = now + options.paymentInterval.clampedNanos
                 }
                 guard let envelope = try receive(link) else { continue }
                 if !contacted {
@@ -191,6 +211,7 @@ public final class TerminalScenarioPlayer: Sendable {
                     }
 
                 case .showPrompt(let prompt):
+                    promptSeen = true
                     note("SHOW_PROMPT request_id \(id): \"\(prompt.text)\" [\(prompt.buttons.joined(separator: "|"))]")
                     switch scenario {
                     case .noAnswer:
@@ -278,6 +299,7 @@ public final class SimulatedTerminal: Sendable {
         let stop = Atomic<Bool>(false)
         let lines = Mutex<[String]>([])
         let ended = Mutex<TerminalScenarioPlayer.SessionEnd?>(nil)
+        let restarts = Atomic<Int>(0)
     }
 
     /// Starts the terminal's thread.
@@ -288,10 +310,20 @@ public final class SimulatedTerminal: Sendable {
             shared.lines.withLock { $0.append(line) }
         }
         let thread = try USBThread(name: "sim-terminal") {
-            let link = TerminalLink(transport: terminal, configuration: LinkConfiguration(), logger: logger)
-            let end = player.play(link: link, raw: terminal, unplug: { terminal.unplug() }, shouldStop: { shared.stop.load(ordering: .relaxed) })
-            shared.ended.withLock { $0 = end }
-            link.close()
+            // A session that fails (an ACK lost to a starved host, say) is followed by a new one,
+            // as a real terminal re-syncs its link; the payments played carry over. Found by the
+            // chaos campaign: a terminal that went silent for good stalled the agent's checkouts.
+            while true {
+                let link = TerminalLink(transport: terminal, configuration: LinkConfiguration(), logger: logger)
+                let end = player.play(link: link, raw: terminal, unplug: { terminal.unplug() }, shouldStop: { shared.stop.load(ordering: .relaxed) })
+                link.close()
+                shared.ended.withLock { $0 = end }
+                guard case .failed(let why) = end, !shared.stop.load(ordering: .relaxed) else { break }
+                shared.restarts.add(1, ordering: .relaxed)
+                logger.warning("simulated terminal: session failed; starting a new one", metadata: ["error": "\(why)"])
+                var pause = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+                _ = nanosleep(&pause, nil)
+            }
         }
         hostTransport = host
         self.player = player
@@ -304,6 +336,9 @@ public final class SimulatedTerminal: Sendable {
 
     /// What the terminal did, one line per action.
     public var transcript: [String] { shared.lines.withLock { $0 } }
+
+    /// How many failed sessions were followed by a new one.
+    public var sessionRestarts: Int { shared.restarts.load(ordering: .relaxed) }
 
     /// How the terminal's session ended (nil while it runs).
     public var sessionEnd: TerminalScenarioPlayer.SessionEnd? { shared.ended.withLock { $0 } }

@@ -32,14 +32,16 @@ import Testing
     /// Plays `payments` payments of `scenario` through a runner and waits until each is final.
     static func run(_ scenario: TerminalScenario, payments: Int, liveness: any LivenessStep,
                     requireLiveness: Bool = true, untilEvent: String? = nil,
-                    limits: OutboxLimits = OutboxLimits(minFreeDiskBytes: 0), prepare: (Outbox) throws -> Void = { _ in }) async throws -> Run {
+                    limits: OutboxLimits = OutboxLimits(minFreeDiskBytes: 0), offerWait: Duration = .seconds(10),
+                    prepare: (Outbox) throws -> Void = { _ in }) async throws -> Run {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let outbox = try Outbox(path: dir.appendingPathComponent("outbox.sqlite").path, limits: limits)
         try prepare(outbox)
         let logger = Logger(label: "test.runner")
-        let port = try SimulatedTerminalPort(
-            scenario: scenario, options: TerminalScenarioOptions(payments: payments, paymentInterval: .milliseconds(20)), logger: logger)
+        var options = TerminalScenarioOptions(payments: payments, paymentInterval: .milliseconds(20))
+        options.offerWait = offerWait
+        let port = try SimulatedTerminalPort(scenario: scenario, options: options, logger: logger)
         let signer = AuthorizationSigner.generate()
         let bus = EventBus(replay: 0, bufferPerSubscriber: 100_000)
         let stream = bus.subscribe(replay: false)
@@ -123,15 +125,17 @@ import Testing
     /// is made, the reason is recorded, and the queued backlog is kept untouched.
     @Test func aFullOutboxSuspendsOffersBeforeTheShopperIsAsked() async throws {
         let backlog = Data(#"{"backlog":true}"#.utf8)
-        // No prompt is shown, so the scripted terminal (which waits for one) plays one payment.
-        let r = try await Self.run(.payConfirm, payments: 1, liveness: SimulatedLiveness(), limits: OutboxLimits(maxRows: 2, minFreeDiskBytes: 0)) {
+        // No prompt is shown: the terminal treats each payment as done without an offer after
+        // offerWait and plays the next one.
+        let r = try await Self.run(.payConfirm, payments: 2, liveness: SimulatedLiveness(), limits: OutboxLimits(maxRows: 2, minFreeDiskBytes: 0),
+                                   offerWait: .milliseconds(500)) {
             _ = try $0.enqueue(id: "backlog-1", payload: backlog)
             _ = try $0.enqueue(id: "backlog-2", payload: backlog)
         }
         defer { try? FileManager.default.removeItem(at: r.dir) }
-        #expect(r.outcomes == ["ineligible": 1])
+        #expect(r.outcomes == ["ineligible": 2])
         let checkouts = try r.outbox.recentCheckouts().checkouts
-        #expect(checkouts.count == 1)
+        #expect(checkouts.count == 2)
         #expect(checkouts.allSatisfy { $0.consent == nil && $0.applicationID == nil })
         #expect(checkouts.allSatisfy { ($0.history.last?.reason ?? "").hasPrefix("offers suspended: outbox full: rows: 2 unsynced rows") })
         let kept = try r.outbox.nextBatch(limit: 10, maxBytes: 1 << 20)

@@ -24,6 +24,31 @@ struct USBSimulatedTerminalTests {
         #expect(summary.hasPrefix(scenario.rawValue))
     }
 
+    /// Regression (chaos campaign): a terminal session that failed (its ACKs lost) used to leave
+    /// the simulated terminal silent for good; a new session now follows and the payments go on.
+    @Test func aFailedSessionIsFollowedByANewOne() throws {
+        let logger = Logger(label: "test.sim-restart")
+        let terminal = try SimulatedTerminal(scenario: .payConfirm, options: TerminalScenarioOptions(payments: 1, paymentInterval: .milliseconds(10)),
+                                             logger: logger)
+        defer { terminal.stop() }
+        let link = TerminalLink(transport: terminal.hostTransport, configuration: LinkConfiguration(), logger: logger)
+        defer { link.close() }
+        // Every ACK the kiosk sends for the terminal's first frames is lost: the terminal's PONG
+        // fails after its retransmissions and its session ends.
+        terminal.hostTransport.dropNextControls(LinkConfiguration().maxRetransmissions + 1)
+        _ = try? link.request(.ping, timeout: .seconds(3))
+        var payment: TerminalEnvelope?
+        for _ in 0..<10 where payment == nil {
+            _ = try? link.request(.ping, timeout: .seconds(2))
+            payment = try? link.receive(timeout: .seconds(1))
+        }
+        #expect(terminal.sessionRestarts >= 1)
+        guard case .paymentResult? = payment?.message else {
+            Issue.record("no payment after the failed session: \(String(describing: payment)); transcript \(terminal.transcript.suffix(5))")
+            return
+        }
+    }
+
     @Test func payConfirmPlaysEveryPayment() throws {
         let options = TerminalScenarioOptions(payments: 3, paymentInterval: .milliseconds(10))
         let (summary, terminal) = try run(.payConfirm, options: options)
