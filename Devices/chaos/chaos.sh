@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Devices/chaos/chaos.sh [--short]: the whole-kiosk reliability campaign; prints its table.
 #
-#   make chaos        20 power cuts in the test VM, ≥ 1,000 network faults on loopback
-#   make test         runs --short: 3 power cuts (the network faults are covered in the unit
-#                     tests' ReliabilityTests; this campaign's network run adds the proxy's
-#                     connection-level faults and the RSS/fd checks)
+#   make chaos        20 power cuts in the test VM, ≥ 1,000 network faults on loopback, the
+#                     state disk filling up in the VM, bad configs / a corrupt DB / a damaged row
+#   make test         runs --short: 3 power cuts and the bad-input cases (central's faults are
+#                     covered in the unit tests' ReliabilityTests; this campaign's network run
+#                     adds the proxy's connection-level faults and the RSS/fd checks)
 #
 # Each scenario prints "CHAOS-ROW NAME RUNS ACCEPTED AT_CENTRAL LOST DUPLICATED MAX_RECOVERY_S";
 # the table is made of those rows. Exit non-zero when any scenario fails. The table also goes to
@@ -34,9 +35,12 @@ run_scenario() { # NAME CMD...
 
 if [ "$SHORT" = 1 ]; then
     run_scenario powercut "$HERE/powercut.sh" 3
+    run_scenario badinput "$HERE/badinput.sh"
 else
     run_scenario powercut "$HERE/powercut.sh" "${CHAOS_POWERCUTS:-20}"
     run_scenario network "$HERE/network.sh" "${CHAOS_PAYMENTS:-1500}" 1000
+    run_scenario fulldisk "$HERE/fulldisk.sh"
+    run_scenario badinput "$HERE/badinput.sh"
 fi
 
 {
@@ -47,7 +51,7 @@ fi
         echo "| $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} |"
     done
 } | tee .cache/chaos/table.md
-echo "runs: power cuts for powercut, faults injected for network; recovery: agent answering after a boot (powercut), longest retry delay (network)"
+echo "runs: power cuts (powercut), faults injected (network), fills (fulldisk), cases (badinput); recovery: agent answering after a boot (powercut), longest retry delay (network), offers back after the space returned (fulldisk)"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "chaos: FAILED: ${failed[*]}" >&2
     exit 1
