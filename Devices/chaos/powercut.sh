@@ -25,8 +25,12 @@ say() { echo "powercut: $*" >&2; }
 "$REPO/Devices/testvm/setup.sh" >/dev/null || { say "testvm set-up failed"; exit 1; }
 mkdir -p .cache/chaos
 swift build >.cache/chaos/powercut-build.log 2>&1 || { tail -n 30 .cache/chaos/powercut-build.log; say "build failed"; exit 1; }
-BIN=$REPO/.build/debug
 WORK=$(mktemp -d "$REPO/.cache/chaos/powercut.XXXXXX")
+# A snapshot of the binaries: a long campaign must not pick up a rebuild halfway.
+mkdir -p "$WORK/bin"
+cp -a .build/debug/{kiosk-agent,kioskctl,kiosk-central,terminal-emulator} .build/debug/*.resources "$WORK/bin/" ||
+    { say "cannot snapshot the binaries"; exit 1; }
+BIN=$WORK/bin
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-vm-0001 >/dev/null || exit 1
 
 "$BIN/kiosk-central" serve --listen 127.0.0.1:0 --port-file "$WORK/central.port" --cert "$WORK/pki/server.pem" \
@@ -116,5 +120,6 @@ print("CHAOS-ROW powercut %d %d %d %d %d %.1f" % (cuts, len(set(acks)), len(cent
 sys.exit(0 if ok else 1)
 PY
 [ $? = 0 ] || failed=1
+rm -rf "$WORK/bin" "$WORK/state.img"
 say "work folder: $WORK"
 exit $failed
