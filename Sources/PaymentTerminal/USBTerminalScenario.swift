@@ -123,8 +123,9 @@ public final class TerminalScenarioPlayer: Sendable {
 
     /// Plays one session on `link`. `raw` is the transport under the link (garbage and the
     /// full-PAN frame go there directly); `unplug` cuts the connection.
-    public func play(link: TerminalLink, raw: any TerminalTransport, unplug: @Sendable () -> Void, shouldStop: () -> Bool) -> SessionEnd {
-        var contacted = false
+    public func play(link: TerminalLink, raw: any TerminalTransport, unplug: @Sendable () -> Void, shouldStop: () -> Bool,
+                     alreadyContacted: Bool = false) -> SessionEnd {
+        var contacted = alreadyContacted
         var awaitingPrompt = false
         var nextPaymentAt: UInt64 = 0
         var pendingAnswer: (requestID: UInt32, outcome: PromptOutcome, due: UInt64)?
@@ -264,11 +265,19 @@ public final class TerminalScenarioPlayer: Sendable {
         }
     }
 
+    /// The emulated terminal's transaction ref for payment `n`: "EMU-TX-n-" and 8 random capital
+    /// letters. Transaction refs carry no long digit runs: the payment
+    /// number and 10 random digits once made 14 digits that passed Luhn, and the PCI guard (rightly)
+    /// refused the terminal's own message (found by the chaos campaign at payment 1012).
+    public static func transactionRef(payment n: Int) -> String {
+        "EMU-TX-\(n)-" + String((0..<8).map { _ in Character(UnicodeScalar(UInt8.random(in: 65...90))) })
+    }
+
     private func sendPayment(link: TerminalLink, raw: any TerminalTransport, send: (TerminalMessage, UInt32) throws -> Void) throws {
         let n = paymentsPlayed.add(1, ordering: .relaxed).newValue
         let id = link.nextRequestID()
         var payment = TerminalPayment(
-            transactionRef: "EMU-TX-\(n)-\(UInt32.random(in: 0...UInt32.max))", amountMinor: options.amountMinor, currency: options.currency,
+            transactionRef: Self.transactionRef(payment: n), amountMinor: options.amountMinor, currency: options.currency,
             maskedPAN: "411111******1111", token: "tok_emu_\(n)", approvalCode: "A\(100_000 + n)", time: "2026-11-23T10:15:00+08:00")
         if scenario == .fullPAN {
             // What a misconfigured terminal might do. Our own codec refuses to encode it, so the
@@ -313,9 +322,13 @@ public final class SimulatedTerminal: Sendable {
             // A session that fails (an ACK lost to a starved host, say) is followed by a new one,
             // as a real terminal re-syncs its link; the payments played carry over. Found by the
             // chaos campaign: a terminal that went silent for good stalled the agent's checkouts.
+            var restarted = false
             while true {
                 let link = TerminalLink(transport: terminal, configuration: LinkConfiguration(), logger: logger)
-                let end = player.play(link: link, raw: terminal, unplug: { terminal.unplug() }, shouldStop: { shared.stop.load(ordering: .relaxed) })
+                // A new session after a failed one goes on paying: the kiosk already made contact.
+                let end = player.play(link: link, raw: terminal, unplug: { terminal.unplug() }, shouldStop: { shared.stop.load(ordering: .relaxed) },
+                                      alreadyContacted: restarted)
+                restarted = true
                 link.close()
                 shared.ended.withLock { $0 = end }
                 guard case .failed(let why) = end, !shared.stop.load(ordering: .relaxed) else { break }

@@ -1,3 +1,4 @@
+import KioskCore
 import Logging
 import Testing
 
@@ -38,14 +39,23 @@ struct USBSimulatedTerminalTests {
         terminal.hostTransport.dropNextControls(LinkConfiguration().maxRetransmissions + 1)
         _ = try? link.request(.ping, timeout: .seconds(3))
         var payment: TerminalEnvelope?
+        // The new session goes on paying without waiting for the kiosk to make contact again.
         for _ in 0..<10 where payment == nil {
-            _ = try? link.request(.ping, timeout: .seconds(2))
             payment = try? link.receive(timeout: .seconds(1))
         }
         #expect(terminal.sessionRestarts >= 1)
         guard case .paymentResult? = payment?.message else {
             Issue.record("no payment after the failed session: \(String(describing: payment)); transcript \(terminal.transcript.suffix(5))")
             return
+        }
+    }
+
+    /// Regression (chaos campaign): payment 1012's ref once held 14 digits passing Luhn, the PCI
+    /// guard refused the emulated terminal's own message and the run stalled.
+    @Test func emulatedTransactionRefsNeverLookLikeAPAN() {
+        for n in [1, 999, 1012, 99_999, 1_000_000] + Array(1000...6000) {
+            let ref = TerminalScenarioPlayer.transactionRef(payment: n)
+            #expect(!PCIGuard.containsFullPAN(ref), "\(ref)")
         }
     }
 
