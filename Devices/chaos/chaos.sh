@@ -38,7 +38,7 @@ if [ "$SHORT" = 1 ]; then
     run_scenario badinput "$HERE/badinput.sh"
 else
     run_scenario powercut "$HERE/powercut.sh" "${CHAOS_POWERCUTS:-20}"
-    run_scenario network "$HERE/network.sh" "${CHAOS_PAYMENTS:-1500}" 1000
+    run_scenario network "$HERE/network.sh" "${CHAOS_PAYMENTS:-1800}" 1000
     run_scenario fulldisk "$HERE/fulldisk.sh"
     run_scenario badinput "$HERE/badinput.sh"
 fi
