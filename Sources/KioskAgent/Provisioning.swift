@@ -528,6 +528,7 @@ public struct Provisioner: Sendable {
                 continue
             }
             guard current == table else { continue }
+            if !trimmed.isEmpty && !trimmed.hasPrefix("#") { header = index }  // insert after the table's last key
             let name = trimmed.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
             if name == key && !trimmed.hasPrefix("#") {
                 lines[index] = line
