@@ -25,6 +25,8 @@ public struct CentralConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// How long ``CentralServer/stop()`` lets in-flight requests finish before it cancels them.
     public var shutdownGracePeriod: Duration
+    /// Device enrolment (a second listener without client certificates, and the issuing CA); off when `nil`.
+    public var enrolment: EnrolmentConfiguration?
 
     /// The contract's limit of items per batch request.
     public static let defaultMaxItemsPerBatch = 1_000
@@ -43,8 +45,10 @@ public struct CentralConfiguration: Sendable {
         requireDeviceIDMatchesCertificate: Bool = true,
         maxItemsPerBatch: Int = CentralConfiguration.defaultMaxItemsPerBatch,
         maxBodyBytes: Int = CentralConfiguration.defaultMaxBodyBytes,
-        shutdownGracePeriod: Duration = .seconds(5)
+        shutdownGracePeriod: Duration = .seconds(5),
+        enrolment: EnrolmentConfiguration? = nil
     ) {
+        self.enrolment = enrolment
         self.host = host
         self.port = port
         self.certificatePath = certificatePath

@@ -12,6 +12,10 @@ struct CentralRequest: Sendable {
     var body: ByteBuffer
     /// The client certificate's subject CN, if the certificate has one.
     var peerCommonName: String?
+    /// SHA-256 (hex) of the client certificate's DER, if one was presented.
+    var peerCertificateSHA256: String? = nil
+    /// Whether the request came in on the enrolment listener (no client certificates).
+    var onEnrolmentListener = false
 
     var path: Substring {
         self.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
@@ -57,8 +61,12 @@ struct CentralReply: Sendable {
         return CentralReply(status: status, contentType: "application/json", body: body)
     }
 
-    static func error(_ status: HTTPResponseStatus, _ message: String) -> CentralReply {
-        .json(status, ErrorBody(error: message))
+    static func error(_ status: HTTPResponseStatus, _ message: String, reason: String? = nil) -> CentralReply {
+        .json(status, ErrorBody(error: message, reason: reason))
+    }
+
+    static func refusal(_ refusal: EnrolmentRefusal, _ message: String) -> CentralReply {
+        .error(HTTPResponseStatus(statusCode: refusal.httpStatus), message, reason: refusal.rawValue)
     }
 
     static func text(_ status: HTTPResponseStatus, _ text: String) -> CentralReply {
@@ -92,26 +100,37 @@ struct CentralRouter: Sendable {
     let injector: FaultInjector
     let configuration: CentralConfiguration
     let logger: Logger
+    /// The issuing CA, when enrolment is configured.
+    var ca: DeviceCA? = nil
 
     static let batchPath = "/v1/applications/batch"
     static let applicationsPath = "/v1/applications"
     static let statsPath = "/v1/stats"
     static let healthPath = "/healthz"
+    static let enrolPath = "/v1/enrol"
+    static let renewPath = "/v1/enrol/renew"
 
     /// The methods each contract path accepts.
     static let routes: [String: HTTPMethod] = [
         batchPath: .POST, applicationsPath: .GET, statsPath: .GET, healthPath: .GET,
+        enrolPath: .POST, renewPath: .POST,
     ]
+
+    /// The paths the enrolment listener (no client certificates) serves.
+    static let enrolmentListenerPaths: Set<String> = [enrolPath, healthPath]
 
     /// The route a request matches, `*` for none.
     static func route(of request: CentralRequest) -> String {
         let path = String(request.path)
+        if request.onEnrolmentListener && !enrolmentListenerPaths.contains(path) { return "*" }
         return routes[path] != nil ? path : "*"
     }
 
     func handle(_ request: CentralRequest) async -> CentralReply {
         let path = String(request.path)
-        guard let method = Self.routes[path] else {
+        guard let method = Self.routes[path],
+            !request.onEnrolmentListener || Self.enrolmentListenerPaths.contains(path)
+        else {
             return .error(.notFound, "no such resource: \(path)")
         }
         guard request.method == method else {
@@ -123,6 +142,8 @@ struct CentralRouter: Sendable {
         case Self.batchPath: return await self.batch(request)
         case Self.applicationsPath: return await self.applications(request)
         case Self.statsPath: return await self.stats()
+        case Self.enrolPath: return await self.enrol(request)
+        case Self.renewPath: return await self.renew(request)
         default: return .text(.ok, "ok")
         }
     }
@@ -171,6 +192,19 @@ struct CentralRouter: Sendable {
             // The request is refused before storage; a "slow" delay was still inflicted.
             await self.count(faultInjected: fault == .slow)
             return refusal.reply
+        }
+
+        // A registered device that was revoked, or that presents a superseded certificate, is refused.
+        do {
+            if let refusal = try await self.store.syncRefusal(
+                deviceID: batch.deviceID, certificateSHA256: request.peerCertificateSHA256)
+            {
+                await self.count(faultInjected: fault == .slow)
+                return .refusal(refusal, Self.explain(refusal, device: batch.deviceID))
+            }
+        } catch {
+            self.logger.error("storage failure", metadata: ["error": "\(error)"])
+            return .error(.internalServerError, "storage failure")
         }
 
         let results: [ItemResult]

@@ -1,3 +1,5 @@
+import Foundation
+import KioskCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -55,6 +57,9 @@ public final class CentralServer: Sendable {
     private let registry = ConnectionRegistry()
     private let state = NIOLockedValueBox(LifecycleState.idle)
     private let served = NIOLockedValueBox(Set<ServedResponse>())
+    /// TLS without client certificates, for the enrolment listener (nil when enrolment is off).
+    private let enrolmentContext: NIOSSLContext?
+    private let enrolmentListener = NIOLockedValueBox<(port: Int, channel: any Channel, acceptor: Task<Void, Never>)?>(nil)
 
     private enum LifecycleState {
         case idle
@@ -83,8 +88,29 @@ public final class CentralServer: Sendable {
             tls.trustRoots = .certificates(roots)
             tls.sendCANameList = true
             self.sslContext = try NIOSSLContext(configuration: tls)
+            if configuration.enrolment != nil {
+                var open = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: chain.map { .certificate($0) },
+                    privateKey: .privateKey(key)
+                )
+                open.minimumTLSVersion = .tlsv12
+                open.certificateVerification = .none
+                self.enrolmentContext = try NIOSSLContext(configuration: open)
+            } else {
+                self.enrolmentContext = nil
+            }
         } catch {
             throw .tls(String(describing: error))
+        }
+        var ca: DeviceCA?
+        if let enrolment = configuration.enrolment {
+            do {
+                ca = try DeviceCA(
+                    certificatePath: enrolment.caCertificatePath, keyPath: enrolment.caKeyPath,
+                    validity: enrolment.certificateValidity)
+            } catch {
+                throw .tls("enrolment CA: \(error)")
+            }
         }
         do {
             self.store = try CentralStore(path: configuration.databasePath)
@@ -93,7 +119,7 @@ public final class CentralServer: Sendable {
         }
         self.faultInjector = FaultInjector(configuration: configuration.faults)
         self.router = CentralRouter(
-            store: self.store, injector: self.faultInjector, configuration: configuration, logger: logger)
+            store: self.store, injector: self.faultInjector, configuration: configuration, logger: logger, ca: ca)
     }
 
     /// Binds the listening socket and starts serving; returns the bound port (useful with port 0).
@@ -105,27 +131,23 @@ public final class CentralServer: Sendable {
         }
         guard ready else { throw .alreadyStarted }
 
-        let sslContext = self.sslContext
-        let listener: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
-        do {
-            listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(.backlog, value: 256)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .bind(host: self.configuration.host, port: self.configuration.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
-                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-                        return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
-                            wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            throw .bind("\(self.configuration.host):\(self.configuration.port): \(error)")
+        let listener = try await Self.bind(
+            host: self.configuration.host, port: self.configuration.port, context: self.sslContext)
+        if let enrolment = self.configuration.enrolment, let context = self.enrolmentContext {
+            let open: Listener
+            do throws(CentralServerError) {
+                open = try await Self.bind(host: enrolment.host, port: enrolment.port, context: context)
+            } catch {
+                try? await listener.channel.close()
+                throw error
+            }
+            let openPort = open.channel.localAddress?.port ?? enrolment.port
+            let openAcceptor = Task { await self.accept(open, enrolmentOnly: true) }
+            self.enrolmentListener.withLockedValue { $0 = (openPort, open.channel, openAcceptor) }
+            self.logger.info("enrolment listening", metadata: ["address": "\(enrolment.host):\(openPort)"])
         }
         let port = listener.channel.localAddress?.port ?? self.configuration.port
-        let acceptor = Task { await self.accept(listener) }
+        let acceptor = Task { await self.accept(listener, enrolmentOnly: false) }
         let installed = self.state.withLockedValue { state in
             guard case .idle = state else { return false }
             state = .running(port: port, serverChannel: listener.channel, acceptor: acceptor)
@@ -145,6 +167,33 @@ public final class CentralServer: Sendable {
                 "fault_seed": "\(self.faultInjector.seed)",
             ])
         return port
+    }
+
+    private typealias Listener = NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+
+    private static func bind(host: String, port: Int, context: NIOSSLContext) async throws(CentralServerError) -> Listener {
+        do {
+            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 256)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(NIOSSLServerHandler(context: context))
+                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
+                        return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
+                            wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw .bind("\(host):\(port): \(error)")
+        }
+    }
+
+    /// The bound port of the enrolment listener while running (`nil` when enrolment is off).
+    public var enrolmentPort: Int? {
+        self.enrolmentListener.withLockedValue { $0?.port }
     }
 
     /// The bound port while running, `nil` before ``start()`` and after ``stop()``.
@@ -172,6 +221,14 @@ public final class CentralServer: Sendable {
         }
         guard let (listener, acceptor) = running else { return }
         self.logger.info("stopping")
+        let enrolment = self.enrolmentListener.withLockedValue { value in
+            defer { value = nil }
+            return value
+        }
+        if let enrolment {
+            try? await enrolment.channel.close()
+            enrolment.acceptor.cancel()
+        }
         try? await listener.close()
         for channel in self.registry.beginShutdown() {
             channel.close(promise: nil)
@@ -195,14 +252,12 @@ public final class CentralServer: Sendable {
 
     // MARK: Connections
 
-    private func accept(
-        _ listener: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
-    ) async {
+    private func accept(_ listener: Listener, enrolmentOnly: Bool) async {
         do {
             try await listener.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+                        group.addTask { await self.serve(connection, enrolmentOnly: enrolmentOnly) }
                     }
                 }
             }
@@ -211,7 +266,9 @@ public final class CentralServer: Sendable {
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+    private func serve(
+        _ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, enrolmentOnly: Bool
+    ) async {
         let channel = connection.channel
         let id = ObjectIdentifier(channel)
         guard self.registry.register(channel) else {
@@ -224,7 +281,8 @@ public final class CentralServer: Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 try await self.serveRequests(
-                    channel: channel, inbound: inbound, outbound: outbound, logger: logger)
+                    channel: channel, inbound: inbound, outbound: outbound, logger: logger,
+                    enrolmentOnly: enrolmentOnly)
             }
         } catch {
             // Handshake failures (no or untrusted client certificate) end up here.
@@ -236,11 +294,13 @@ public final class CentralServer: Sendable {
         channel: any Channel,
         inbound: NIOAsyncChannelInboundStream<HTTPServerRequestPart>,
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-        logger: Logger
+        logger: Logger,
+        enrolmentOnly: Bool
     ) async throws {
         let id = ObjectIdentifier(channel)
         var parts = inbound.makeAsyncIterator()
         var peerCommonName: String?? = nil
+        var peerCertificateSHA256: String? = nil
         let maxBody = self.configuration.maxBodyBytes
 
         while let part = try await parts.next() {
@@ -249,9 +309,15 @@ public final class CentralServer: Sendable {
                 return
             }
             self.registry.setBusy(id, true)
-            if peerCommonName == nil {
+            if peerCommonName == nil && enrolmentOnly {
+                // The enrolment listener does not verify client certificates: never trust one there.
+                peerCommonName = .some(nil)
+            } else if peerCommonName == nil {
                 let certificate = try? await channel.nioSSL_peerCertificate().get()
                 peerCommonName = .some(Self.commonName(of: certificate))
+                if let der = try? certificate?.toDERBytes() {
+                    peerCertificateSHA256 = sha256Hex(Data(der))
+                }
             }
 
             // Collect the body, within the size limit.
@@ -297,7 +363,8 @@ public final class CentralServer: Sendable {
 
             let request = CentralRequest(
                 method: head.method, uri: head.uri, headers: head.headers, body: body,
-                peerCommonName: peerCommonName ?? nil)
+                peerCommonName: peerCommonName ?? nil, peerCertificateSHA256: peerCertificateSHA256,
+                onEnrolmentListener: enrolmentOnly)
             let route = CentralRouter.route(of: request)
             let reply = tooLarge ? await self.router.bodyTooLarge() : await self.router.handle(request)
             logger.debug(

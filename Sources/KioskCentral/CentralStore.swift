@@ -80,6 +80,41 @@ public final class CentralStore: Sendable {
                 try db.execute(sql: "INSERT INTO counters (name, value) VALUES (?, 0)", arguments: [name])
             }
         }
+        migrator.registerMigration("v2-enrolment") { db in
+            // Enrolment tokens are stored hashed (SHA-256 hex of the clear token); single use.
+            try db.execute(
+                sql: """
+                    CREATE TABLE enrolment_tokens (
+                        token_sha256 TEXT PRIMARY KEY NOT NULL,
+                        merchant_id TEXT NOT NULL,
+                        site TEXT,
+                        created_at TEXT NOT NULL,
+                        expires_at TEXT NOT NULL,
+                        used_at TEXT,
+                        device_id TEXT
+                    );
+                    CREATE TABLE devices (
+                        device_id TEXT PRIMARY KEY NOT NULL,
+                        merchant_id TEXT NOT NULL,
+                        site TEXT,
+                        status TEXT NOT NULL DEFAULT 'active',
+                        certificate_sha256 TEXT NOT NULL,
+                        public_key_sha256 TEXT NOT NULL,
+                        certificate_pem TEXT NOT NULL,
+                        not_after TEXT NOT NULL,
+                        enrolled_at TEXT NOT NULL,
+                        rotated_at TEXT,
+                        revoked_at TEXT
+                    );
+                    CREATE TABLE central_keys (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        private_key BLOB NOT NULL,
+                        public_key BLOB NOT NULL,
+                        created_at TEXT NOT NULL
+                    );
+                    """
+            )
+        }
         return migrator
     }
 
@@ -289,7 +324,7 @@ public final class CentralStore: Sendable {
         }
     }
 
-    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(CentralStoreError) -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(CentralStoreError) -> T {
         do {
             return try await self.pool.read(body)
         } catch {
@@ -297,7 +332,7 @@ public final class CentralStore: Sendable {
         }
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(CentralStoreError) -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(CentralStoreError) -> T {
         do {
             return try await self.pool.write(body)
         } catch {

@@ -119,9 +119,12 @@ public struct CentralStats: Codable, Sendable, Equatable {
 public struct ErrorBody: Codable, Sendable, Equatable {
     /// A human-readable explanation.
     public var error: String
+    /// A machine-readable reason where the contract names one (e.g. `token_used`, `device_revoked`).
+    public var reason: String?
 
     /// Creates an error body.
-    public init(error: String) {
+    public init(error: String, reason: String? = nil) {
         self.error = error
+        self.reason = reason
     }
 }

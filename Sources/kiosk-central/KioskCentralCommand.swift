@@ -10,7 +10,7 @@ struct KioskCentralCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiosk-central",
         abstract: "Reference central platform for kiosk-agent: receives batches over mutual TLS.",
-        subcommands: [Serve.self, List.self, Stats.self, OpenAPI.self]
+        subcommands: [Serve.self, List.self, Stats.self, OpenAPI.self, TokenCommand.self, DeviceCommand.self]
     )
 }
 
@@ -70,6 +70,21 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Do not require device_id to equal the client certificate's subject CN.")
     var noDeviceCheck = false
 
+    @Option(help: "Enrolment listener (TLS without client certificates), HOST:PORT; needs --ca-key.")
+    var enrolListen: String?
+
+    @Option(help: "The issuing CA's private key (PEM); enables POST /v1/enrol and /v1/enrol/renew.")
+    var caKey: String?
+
+    @Option(help: "The issuing CA's certificate (PEM; default: the --ca bundle's certificate matching --ca-key).")
+    var caCert: String?
+
+    @Option(help: "Validity of issued device certificates, in days.")
+    var certDays: Int = 90
+
+    @Option(help: "Write the enrolment listener's bound port to this file once listening.")
+    var enrolPortFile: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -78,6 +93,13 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--fault-rate must be within 0...1")
         }
         guard self.slowMs >= 0 else { throw ValidationError("--slow-ms must be >= 0") }
+        guard (self.enrolListen == nil) == (self.caKey == nil) else {
+            throw ValidationError("--enrol-listen and --ca-key go together")
+        }
+        guard (1...825).contains(self.certDays) else { throw ValidationError("--cert-days must be within 1...825") }
+        if let enrolListen {
+            do { _ = try CentralConfiguration.parseListenAddress(enrolListen) } catch { throw ValidationError(error.description) }
+        }
         guard Logger.Level(rawValue: self.logLevel) != nil else {
             throw ValidationError("unknown --log-level \(self.logLevel)")
         }
@@ -110,10 +132,16 @@ struct Serve: AsyncParsableCommand {
             faults: FaultConfiguration(
                 rate: self.faultRate, kinds: kinds, seed: self.faultSeed,
                 slowDelay: .milliseconds(self.slowMs)),
-            requireDeviceIDMatchesCertificate: !self.noDeviceCheck
+            requireDeviceIDMatchesCertificate: !self.noDeviceCheck,
+            enrolment: try self.enrolListen.map { listen in
+                let (enrolHost, enrolPort) = try CentralConfiguration.parseListenAddress(listen)
+                return EnrolmentConfiguration(
+                    host: enrolHost, port: enrolPort, caCertificatePath: self.caCert ?? self.ca,
+                    caKeyPath: self.caKey ?? "", certificateValidity: .seconds(self.certDays * 86_400))
+            }
         )
         let server = try CentralServer(configuration: configuration, logger: logger)
-        let service = CentralService(server: server, portFile: self.portFile)
+        let service = CentralService(server: server, portFile: self.portFile, enrolPortFile: self.enrolPortFile)
         let group = ServiceGroup(
             services: [service],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -127,12 +155,16 @@ struct Serve: AsyncParsableCommand {
 struct CentralService: Service {
     let server: CentralServer
     let portFile: String?
+    var enrolPortFile: String? = nil
 
     func run() async throws {
         let port = try await self.server.start()
         do {
             if let portFile {
                 try Self.writeAtomically("\(port)\n", to: portFile)
+            }
+            if let enrolPortFile, let enrolPort = self.server.enrolmentPort {
+                try Self.writeAtomically("\(enrolPort)\n", to: enrolPortFile)
             }
             // Returns when SIGTERM/SIGINT triggers graceful shutdown (or the task is cancelled).
             try? await gracefulShutdown()

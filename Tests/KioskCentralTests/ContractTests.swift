@@ -15,7 +15,11 @@ struct ContractTests {
         #expect(contract.operations["/v1/stats"]?["get"] == [200, 500])
         #expect(contract.operations["/healthz"]?["get"] == [200])
         #expect(contract.componentResponses.isSuperset(of: ["NotFound", "MethodNotAllowed"]))
-        #expect(Set(contract.operations.keys) == ["/v1/applications/batch", "/v1/applications", "/v1/stats", "/healthz"])
+        #expect(contract.operations["/v1/enrol"]?["post"] == [200, 400, 401, 403, 404, 409, 415, 500])
+        #expect(contract.operations["/v1/enrol/renew"]?["post"] == [200, 400, 403, 404, 415, 500])
+        #expect(
+            Set(contract.operations.keys)
+                == ["/v1/applications/batch", "/v1/applications", "/v1/stats", "/healthz", "/v1/enrol", "/v1/enrol/renew"])
     }
 
     @Test("the contract check rejects what is not declared")

@@ -121,6 +121,8 @@ enum ClientIdentity: Sendable {
     case device(String)
     case rogue
     case none
+    /// A certificate and key at these paths (e.g. one issued by enrolment).
+    case files(certificate: String, key: String)
 }
 
 /// One HTTP exchange as curl saw it.
@@ -181,6 +183,8 @@ struct Curl: Sendable {
                 arguments += ["--cert", self.pki.deviceCertificate("rogue"), "--key", self.pki.deviceKey("rogue")]
             case .none:
                 break
+            case .files(let certificate, let key):
+                arguments += ["--cert", certificate, "--key", key]
             }
             arguments += ["-X", request.method]
             if let contentType = request.contentType, request.body != nil || request.bodyFile != nil {
@@ -249,6 +253,7 @@ struct Curl: Sendable {
 func withServer<T>(
     faults: FaultConfiguration = .none,
     databasePath: String? = nil,
+    enrolment: Bool = false,
     _ body: (CentralServer, Curl) async throws -> T
 ) async throws -> T {
     let pki = try await TestPKI.shared()
@@ -261,7 +266,10 @@ func withServer<T>(
         privateKeyPath: pki.serverKeyPath,
         caPath: pki.caPath,
         databasePath: databasePath ?? directory.appendingPathComponent("central.sqlite").path,
-        faults: faults
+        faults: faults,
+        enrolment: enrolment
+            ? EnrolmentConfiguration(caCertificatePath: pki.caPath, caKeyPath: pki.directory.appendingPathComponent("ca.key").path)
+            : nil
     )
     var logger = Logger(label: "kiosk-central-test")
     logger.logLevel = .warning
