@@ -39,8 +39,10 @@ test: deps test-unit test-browser test-systemd test-udev test-vm test-terminal-u
 	@echo "make test: all suites passed"
 
 # The shopper's screen in a real headless Chromium against the real agent and central (pytest +
-# selenium); screenshots of every screen in both orientations go to .cache/browser-artifacts/.
+# selenium), camera liveness on a synthetic shopper made from a public-domain photo (fetch-faces.sh);
+# screenshots of every screen in both orientations go to .cache/browser-artifacts/.
 test-browser: deps
+	Provisioning/fetch-faces.sh
 	$(SWIFT) build --product kiosk-agent $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) build --product kiosk-central $(SWIFT_BUILD_FLAGS)
 	$(SWIFT) build --product kioskctl $(SWIFT_BUILD_FLAGS)

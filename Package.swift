@@ -187,7 +187,7 @@ let package = Package(
         .testTarget(name: "LivenessTests", dependencies: ["Liveness", "KioskCore"]),
         .testTarget(
             name: "ShopperScreenTests",
-            dependencies: ["ShopperScreen", "KioskCore", "KioskAgent", "Outbox", "PaymentTerminal", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["ShopperScreen", "KioskCore", "KioskAgent", "Outbox", "PaymentTerminal", "Camera", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["KioskCore", "KioskCentral", "KioskAgent", "Sync", "Outbox"]),
     ]

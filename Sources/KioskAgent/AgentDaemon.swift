@@ -170,19 +170,21 @@ public final class AgentDaemon: Sendable {
             let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
             let liveness: any LivenessStep
             var cameraService: CameraService?
+            var preview: LivePreview?
             switch config.livenessMode {
             case "simulated": liveness = SimulatedLiveness(pause: .milliseconds(config.simulatedLivenessMillis))
             case "camera":
                 let (step, service) = try Self.makeCameraLiveness(config, bus: events)
                 liveness = step
                 cameraService = service
+                preview = step.preview
             default: liveness = UnavailableLiveness(reason: "no liveness camera configured (liveness.mode = none)")
             }
             camera = cameraService
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
             settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
-            let screenParts = try Self.makeScreen(config)
+            let screenParts = try Self.makeScreen(config, preview: preview)
             if let screenParts { settings.context.consent = screenParts.consent }
             screen = screenParts?.server
             checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
@@ -197,8 +199,9 @@ public final class AgentDaemon: Sendable {
     }
 
     /// The screen server, its answer source and the consent text recorded by default (the
-    /// screen's first language), when `screen.enabled`.
-    static func makeScreen(_ config: AgentConfig) throws -> (server: ShopperScreenServer, answers: ScreenAnswers, consent: ConsentText)? {
+    /// screen's first language), when `screen.enabled`; `preview` feeds the liveness screen's
+    /// live camera picture (the camera liveness step's frames).
+    static func makeScreen(_ config: AgentConfig, preview: (any ScreenPreviewSource)? = nil) throws -> (server: ShopperScreenServer, answers: ScreenAnswers, consent: ConsentText)? {
         guard config.screenEnabled else { return nil }
         let library: ConsentLibrary
         do {
@@ -217,7 +220,7 @@ public final class AgentDaemon: Sendable {
         let answers = ScreenAnswers(attached: { hub.isAttached() })
         let server = ShopperScreenServer(configuration: .init(host: host, port: port, allowNonLoopback: config.screenAllowNonLoopback,
                                                               lender: config.screenLender),
-                                         hub: hub, consents: library, delegate: answers)
+                                         hub: hub, consents: library, delegate: answers, preview: preview)
         return (server, answers, consent)
     }
 
@@ -280,7 +283,8 @@ public final class AgentDaemon: Sendable {
         }
         let slot = FrameSlot()
         let step = CameraLivenessStep(engine: engine, supervisor: supervisor, slot: slot,
-                                      timeLimit: TimeInterval(config.livenessTimeLimitSeconds), bus: bus, logger: Logger(label: "kiosk.liveness"))
+                                      timeLimit: TimeInterval(config.livenessTimeLimitSeconds), bus: bus, logger: Logger(label: "kiosk.liveness"),
+                                      preview: config.screenEnabled ? LivePreview(slot: slot) : nil)
         return (step, CameraService(supervisor: supervisor, slot: slot))
     }
 

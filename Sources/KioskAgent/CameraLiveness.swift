@@ -4,6 +4,7 @@ import KioskCore
 import Liveness
 import Logging
 import ServiceLifecycle
+import ShopperScreen
 import Synchronization
 
 /// The newest camera frame, handed from the camera service to the checkout thread.
@@ -44,6 +45,65 @@ public final class FrameSlot: Sendable {
         defer { condition.unlock() }
         return count
     }
+
+    /// The newest frame and its number, without waiting (nil before the first frame).
+    public var latest: (Frame, UInt64)? {
+        condition.lock()
+        defer { condition.unlock() }
+        return frame.map { ($0, count) }
+    }
+}
+
+/// The shopper's live camera preview for the kiosk's screen: the newest frame of the liveness
+/// camera's ``FrameSlot`` (the same frames the check analyses; no second camera open), as grey
+/// downscaled to at most ``maxWidth`` pixels wide, and only while a liveness session runs.
+///
+/// The ``CameraLivenessStep`` marks its session with ``sessionStarted()`` / ``sessionEnded()``;
+/// outside a session ``previewFrame()`` is nil, so the screen server answers 404. Nothing is
+/// stored: the last downscaled frame is kept in memory only to serve several requests per
+/// camera frame, and dropped when the session ends.
+public final class LivePreview: ScreenPreviewSource {
+    private struct State {
+        var sessions = 0
+        var cached: (number: UInt64, frame: PreviewFrame)?
+    }
+    private let slot: FrameSlot
+    private let state = Mutex(State())
+    /// Largest preview width in pixels.
+    public let maxWidth: Int
+
+    /// Creates the preview of `slot`'s frames.
+    public init(slot: FrameSlot, maxWidth: Int = 320) {
+        self.slot = slot
+        self.maxWidth = maxWidth
+    }
+
+    /// A liveness session began: frames are served from now on.
+    public func sessionStarted() { state.withLock { $0.sessions += 1 } }
+
+    /// The session ended: no more frames, the cached one is dropped.
+    public func sessionEnded() {
+        state.withLock { s in
+            s.sessions = max(0, s.sessions - 1)
+            if s.sessions == 0 { s.cached = nil }
+        }
+    }
+
+    /// Whether a session runs now.
+    public var isActive: Bool { state.withLock { $0.sessions > 0 } }
+
+    /// The newest frame, downscaled, while a session runs; nil otherwise or before any frame.
+    public func previewFrame() -> PreviewFrame? {
+        guard isActive, let (frame, number) = slot.latest else { return nil }
+        if let cached = state.withLock({ s in s.cached.flatMap { $0.number == number ? $0.frame : nil } }) { return cached }
+        let luma = frame.luma()
+        guard let small = PreviewFrame.downscaled(width: luma.width, height: luma.height, pixels: luma.pixels, maxWidth: maxWidth) else { return nil }
+        return state.withLock { s -> PreviewFrame? in
+            guard s.sessions > 0 else { return nil }
+            s.cached = (number, small)
+            return small
+        }
+    }
 }
 
 /// Feeds a ``FrameSlot`` from a ``Camera/CameraSupervisor`` until graceful shutdown.
@@ -82,15 +142,19 @@ public final class CameraLivenessStep: LivenessStep {
     private let timeLimit: TimeInterval
     private let bus: EventBus
     private let logger: Logger
+    /// The shopper's live preview on the kiosk's screen, served only while ``check(checkout:guide:)`` runs.
+    public let preview: LivePreview?
 
     /// Creates the step.
-    public init(engine: LivenessEngine, supervisor: CameraSupervisor, slot: FrameSlot, timeLimit: TimeInterval, bus: EventBus, logger: Logger) {
+    public init(engine: LivenessEngine, supervisor: CameraSupervisor, slot: FrameSlot, timeLimit: TimeInterval, bus: EventBus, logger: Logger,
+                preview: LivePreview? = nil) {
         self.engine = engine
         self.supervisor = supervisor
         self.slot = slot
         self.timeLimit = timeLimit
         self.bus = bus
         self.logger = logger
+        self.preview = preview
     }
 
     /// Why offers are suspended: the camera is not delivering frames.
@@ -101,6 +165,8 @@ public final class CameraLivenessStep: LivenessStep {
     /// Runs one session on live frames.
     public func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
         var session = engine.makeSession()
+        preview?.sessionStarted()
+        defer { preview?.sessionEnded() }
         // Monotonic: the wall clock of a kiosk may jump (NTP after a boot with a wrong clock).
         let started = ContinuousClock.now
         func elapsed() -> Double {

@@ -331,10 +331,15 @@ public final class CheckoutRunner: Sendable {
         helper.start()
         let deadline = ContinuousClock.now + settings.promptTimeout + settings.answerGrace + .seconds(1)
         switch screen.wait(until: deadline) {
-        case .screen(let answer, let displayed)?:
-            log.info("consent answered on the screen", metadata: ["answer": "\(answer.rawValue)", "language": "\(displayed.language)"])
+        case .screen(let answer, let displayed, let plan)?:
+            log.info("consent answered on the screen", metadata: ["answer": "\(answer.rawValue)", "language": "\(displayed.language)",
+                                                                  "plan_instalments": "\(plan.map { String($0.instalments) } ?? "none")"])
             if displayed != c.consent {
                 _ = try step(&c, .consentLanguageChanged(displayed, requestID: requestID, at: Self.now()))
+            }
+            if answer == .confirmed, let plan {
+                // Recorded with the consent: the application carries the plan the shopper accepted.
+                _ = try step(&c, .planChosen(plan, requestID: requestID, at: Self.now()))
             }
             let effects = try step(&c, .promptAnswered(requestID: requestID, answer: answer, method: .kioskScreen, at: Self.now()))
             display(answer == .confirmed ? "Accepted on the screen" : "Declined on the screen")
@@ -411,6 +416,9 @@ public final class CheckoutRunner: Sendable {
         if let m = c.method { fields["method"] = m.rawValue }
         if let t = c.consent { fields["consent"] = ["id": t.id, "version": t.version, "language": t.language, "sha256": t.sha256] }
         if let l = c.liveness { fields["liveness"] = ["decision": l.decision.rawValue, "score": l.score] }
+        if let p = c.plan {
+            fields["plan"] = ["instalments": p.instalments, "instalment_minor": p.instalmentMinor, "total_minor": p.totalMinor, "lender": p.lender]
+        }
         bus.publish("checkout", fields)
     }
 

@@ -14,8 +14,8 @@ import Synchronization
 public final class ScreenAnswers: ShopperScreenDelegate {
     /// The first answer to a prompt.
     public enum Winner: Sendable, Equatable {
-        /// Touched on the screen, with the exact text displayed there.
-        case screen(PromptAnswer, ConsentText)
+        /// Touched on the screen, with the exact text displayed there and the plan selected on the offer.
+        case screen(PromptAnswer, ConsentText, plan: ChosenPlan? = nil)
         /// Answered (or lost) on the terminal.
         case terminal(TerminalOutcome)
     }
@@ -62,7 +62,7 @@ public final class ScreenAnswers: ShopperScreenDelegate {
         guard answer.answer != .timedOut else { return .invalid }
         return prompt.withLock { p -> ScreenAnswerOutcome in
             guard var open = p, open.checkoutID == answer.checkoutID, open.requestID == answer.requestID, open.winner == nil else { return .stale }
-            open.winner = .screen(answer.answer, answer.consent)
+            open.winner = .screen(answer.answer, answer.consent, plan: answer.plan)
             p = open
             return .accepted
         }

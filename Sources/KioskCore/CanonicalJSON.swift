@@ -55,6 +55,9 @@ extension CreditApplication {
         guard Self.isSHA256Hex(authorization.consentSHA256) else {
             throw ApplicationValidationError(field: "authorization.consent_sha256", reason: "must be 64 lowercase hex digits")
         }
+        if let plan, !plan.isConsistent(amountMinor: payment.amountMinor, currency: payment.currency) {
+            throw ApplicationValidationError(field: "plan", reason: "instalments must add up to the total (amount plus fee) in the payment's currency, with a lender")
+        }
         guard liveness.score.isFinite, (0...1).contains(liveness.score) else {
             throw ApplicationValidationError(field: "liveness.score", reason: "must be within 0…1")
         }

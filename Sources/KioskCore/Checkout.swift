@@ -125,10 +125,13 @@ public struct Checkout: Codable, Sendable, Equatable {
     public var applicationID: String?
     /// Every transition, in order.
     public var history: [Transition]
+    /// The instalment plan the shopper chose on the screen with the answer (nil: none chosen;
+    /// absent from checkouts recorded by older agents).
+    public var plan: ChosenPlan? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, terminalSerial = "terminal_serial", payment, state, consent, promptRequestID = "prompt_request_id"
-        case shownAt = "shown_at", confirmedAt = "confirmed_at", method, liveness, applicationID = "application_id", history
+        case shownAt = "shown_at", confirmedAt = "confirmed_at", method, liveness, applicationID = "application_id", history, plan
     }
 }
 
@@ -143,6 +146,9 @@ public enum CheckoutEvent: Sendable, Equatable {
     /// The shopper switched the displayed consent text to another language (same id and version)
     /// before answering: the text recorded (and hashed into the authorization) is the one shown.
     case consentLanguageChanged(ConsentText, requestID: UInt32, at: Timestamp)
+    /// The shopper chose an instalment plan on the screen together with the answer to this
+    /// prompt (recorded before the answer; it goes into the application).
+    case planChosen(ChosenPlan, requestID: UInt32, at: Timestamp)
     /// The liveness check finished.
     case livenessCompleted(LivenessResult, at: Timestamp)
     /// The application was durably enqueued.
@@ -264,6 +270,13 @@ public enum CheckoutMachine {
             }
             c.consent = text
             return (c, [])
+        case let (.consentShown, .planChosen(plan, requestID, _)):
+            guard requestID == c.promptRequestID else { throw .staleAnswer(expected: c.promptRequestID, received: requestID) }
+            guard plan.isConsistent(amountMinor: c.payment.amountMinor, currency: c.payment.currency) else {
+                throw .invalidTransition(from: c.state, event: "planChosen with figures that do not add up to the payment")
+            }
+            c.plan = plan
+            return (c, [])
         case let (.consentShown, .promptAnswered(requestID, answer, method, at)):
             guard requestID == c.promptRequestID else { throw .staleAnswer(expected: c.promptRequestID, received: requestID) }
             switch answer {
@@ -343,6 +356,6 @@ public enum CheckoutMachine {
             authorization: Authorization(consentTextID: consent.id, consentVersion: consent.version, language: consent.language,
                                          consentSHA256: consent.sha256, shownAt: shownAt, confirmedAt: confirmedAt, method: method,
                                          terminalSerial: c.terminalSerial, transactionRef: c.payment.transactionRef, requestID: c.promptRequestID),
-            liveness: liveness)
+            liveness: liveness, plan: c.plan)
     }
 }

@@ -24,11 +24,15 @@ public struct CreditApplication: Codable, Sendable, Equatable {
     public var authorization: Authorization
     /// The result of the face-liveness check.
     public var liveness: LivenessResult
+    /// The instalment plan the shopper chose (on the kiosk's screen); nil when none was chosen.
+    /// Optional and omitted from the JSON when nil, so schema version 1 documents without it stay
+    /// valid and byte-identical.
+    public var plan: ChosenPlan?
 
     /// Creates an application; the schema version is the current one.
     public init(
         id: String, deviceID: String, merchantID: String, createdAt: Timestamp,
-        payment: Payment, authorization: Authorization, liveness: LivenessResult
+        payment: Payment, authorization: Authorization, liveness: LivenessResult, plan: ChosenPlan? = nil
     ) {
         self.schemaVersion = Self.currentSchemaVersion
         self.id = id
@@ -38,11 +42,12 @@ public struct CreditApplication: Codable, Sendable, Equatable {
         self.payment = payment
         self.authorization = authorization
         self.liveness = liveness
+        self.plan = plan
     }
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", id, deviceID = "device_id", merchantID = "merchant_id"
-        case createdAt = "created_at", payment, authorization, liveness
+        case createdAt = "created_at", payment, authorization, liveness, plan
     }
 }
 

@@ -35,8 +35,8 @@ public enum TerminalScenario: String, Sendable, CaseIterable, CustomStringConver
     case mixed
     /// Sends payments but leaves every prompt to the kiosk's screen: it never answers SHOW_PROMPT;
     /// the next DISPLAY_TEXT (the agent replacing the prompt after the screen's answer or its own
-    /// timeout) ends the prompt and the next payment follows after the interval. For the
-    /// shopper-screen browser tests.
+    /// timeout) ends the prompt and the next payment follows the interval after the last text
+    /// shown (liveness guidance and the reference push it back). For the shopper-screen browser tests.
     case screen
 
     /// What a `mixed` terminal does with the prompt of payment `n`.
@@ -208,6 +208,10 @@ public final class TerminalScenarioPlayer: Sendable {
                         // The agent replaced the prompt: answered on the screen, or timed out.
                         promptLeftToScreen = false
                         awaitingPrompt = false
+                        nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
+                    } else if scenario == .screen, !awaitingPrompt, pendingAnswer == nil {
+                        // The shopper is still at the kiosk (liveness guidance, the reference): the
+                        // next one pays an interval after the last text, however long the check took.
                         nextPaymentAt = monotonicNanos() + options.paymentInterval.clampedNanos
                     }
 

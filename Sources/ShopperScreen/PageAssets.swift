@@ -44,9 +44,13 @@ enum PageAssets {
   </section>
   <section id="liveness" class="screen">
     <h1 data-t="liveness_title"></h1>
-    <div id="preview" aria-hidden="true"><div class="face"></div></div>
-    <p id="challenge" class="challenge"></p>
-    <ul id="hints"></ul>
+    <div class="live">
+      <div id="preview" aria-hidden="true"><img id="preview-img" alt="" draggable="false"><div class="face"></div></div>
+      <div class="guidance">
+        <p id="challenge" class="challenge"></p>
+        <ul id="hints"></ul>
+      </div>
+    </div>
   </section>
   <section id="result" class="screen">
     <h1 id="result-title"></h1>
@@ -94,9 +98,15 @@ button.secondary { background: #e9eef2; color: #0b1f2e; }
   font-size: 0.9em; line-height: 1.6; touch-action: pan-y; }
 .hint { color: #ffd166; margin: 0; }
 .hint.done { visibility: hidden; }
-#preview { align-self: center; width: min(60vmin, 80%); aspect-ratio: 3 / 4; border-radius: 50% / 40%; border: 8px solid #5fb3e6;
-  background: #0b1f2e; display: flex; align-items: center; justify-content: center; }
-#preview .face { width: 50%; height: 60%; border-radius: 50%; border: 6px dashed #5fb3e6; opacity: 0.6; }
+.live { flex: 1; display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 4vmin; }
+.guidance { display: flex; flex-direction: column; gap: 2vmin; }
+#preview { position: relative; overflow: hidden; width: min(60vmin, 80%); aspect-ratio: 3 / 4; border-radius: 50% / 40%; border: 8px solid #5fb3e6;
+  background: #0b1f2e; display: flex; align-items: center; justify-content: center; flex: none; }
+/* The shopper sees themselves as in a mirror. */
+#preview img { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: cover; transform: scaleX(-1); display: none;
+  -webkit-user-drag: none; pointer-events: none; }
+#preview.on img { display: block; }
+#preview .face { position: relative; width: 50%; height: 60%; border-radius: 50%; border: 6px dashed #5fb3e6; opacity: 0.6; }
 .challenge { font-size: 1.8em; font-weight: 700; text-align: center; color: #ffd166; }
 #hints { list-style: none; padding: 0; margin: 0; text-align: center; font-size: 1.2em; }
 #result { justify-content: center; text-align: center; }
@@ -105,6 +115,10 @@ button.secondary { background: #e9eef2; color: #0b1f2e; }
 @keyframes spin { to { transform: rotate(360deg); } }
 @media (orientation: landscape) {
   #offer #plans { grid-template-columns: repeat(3, 1fr); }
+  .live { flex-direction: row; }
+  #preview { width: auto; height: min(62vh, 70vmin); }
+  .guidance { flex: 0 1 40%; }
+  .guidance .challenge, #hints { text-align: left; }
   .actions button { min-height: 100px; }
 }
 """#
@@ -163,6 +177,7 @@ let consent = null;
 let view = "idle";
 let plan = null;
 let resetTimer = null, tick = null;
+let previewTimer = null, previewOn = false, previewN = 0;
 const t = (k) => (T[lang] && T[lang][k]) || T.en[k] || k;
 
 function money(minor, cur) {
@@ -170,8 +185,26 @@ function money(minor, cur) {
   const v = (minor / 100).toFixed(2);
   return (cur === "CNY" ? "¥" : "") + v + (cur && cur !== "CNY" ? " " + cur : "");
 }
+// The live camera preview: /preview.bmp (served only during the check, never cached) reloaded a few
+// times a second into one <img>; nothing is kept (no storage, no download, no canvas copy).
+function previewNext(delay) { clearTimeout(previewTimer); if (previewOn) previewTimer = setTimeout(loadPreview, delay); }
+function loadPreview() {
+  if (!previewOn) return;
+  const img = $("preview-img");
+  img.onload = () => { $("preview").classList.add("on"); previewNext(200); };
+  img.onerror = () => { $("preview").classList.remove("on"); previewNext(500); };
+  previewN += 1;
+  img.src = "/preview.bmp?n=" + previewN;
+}
+function startPreview() { if (!previewOn) { previewOn = true; loadPreview(); } }
+function stopPreview() {
+  previewOn = false; clearTimeout(previewTimer);
+  const img = $("preview-img"); img.onload = null; img.onerror = null; img.removeAttribute("src");
+  $("preview").classList.remove("on");
+}
 function show(name) {
   view = name;
+  if (name === "liveness") startPreview(); else stopPreview();
   document.querySelectorAll(".screen").forEach((s) => s.classList.toggle("active", s.id === name));
   document.body.dataset.screen = name;
 }
@@ -232,6 +265,8 @@ function checkScrolled() {
 async function answer(a) {
   if (!consent || !state.checkout_id) return;
   const body = { checkout_id: state.checkout_id, request_id: state.request_id, answer: a, language: consent.language, text_sha256: consent.sha256 };
+  // The plan selected on the offer goes with an acceptance (recorded in the application).
+  if (a === "accept" && plan !== null) body.plan_months = plan;
   $("accept").disabled = true;
   try {
     const r = await fetch("/consent-answer", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });

@@ -38,6 +38,9 @@ public struct ScreenState: Sendable, Equatable {
     public var challenge: String?
     /// Liveness quality hints ("more_light", "face_camera", …).
     public var hints: [String] = []
+    /// Whether the camera liveness step drives the guidance (its `liveness` events name the
+    /// challenge and hints; the runner's English `liveness_guidance` texts are then ignored).
+    public var cameraGuided = false
     /// The final outcome: the checkout's final state (completed, declined, timed_out, …).
     public var outcome: String?
     /// The short application reference, when an application was made.
@@ -192,7 +195,7 @@ public final class ScreenHub: Sendable {
                 n.phase = .result
                 n.outcome = state
             }
-            if n.phase != .liveness { n.challenge = nil; n.hints = [] }
+            if n.phase != .liveness { n.challenge = nil; n.hints = []; n.cameraGuided = false }
             return n
         case "liveness":
             // The camera liveness step: "started" names the challenge, "guidance" a quality hint.
@@ -200,15 +203,27 @@ public final class ScreenHub: Sendable {
             var n = s
             n.phase = .liveness
             switch o["state"] as? String {
-            case "started": n.challenge = o["challenge"] as? String ?? n.challenge; n.hints = []
+            case "started":
+                n.challenge = o["challenge"] as? String ?? n.challenge
+                n.hints = []
+                n.cameraGuided = true
             case "guidance":
                 guard let g = o["guidance"] as? String else { return nil }
-                n.hints = [g]
+                n.cameraGuided = true
+                if Self.challengeActions.contains(g) {
+                    // The face is well placed: the instruction is the challenge itself.
+                    n.challenge = g
+                    n.hints = []
+                } else if g == "done" {
+                    n.hints = []
+                } else {
+                    n.hints = [g]
+                }
             default: return nil
             }
             return n
         case "liveness_guidance":
-            guard s.phase == .liveness || s.phase == .offer else { return nil }
+            guard s.phase == .liveness || s.phase == .offer, !s.cameraGuided else { return nil }
             if let id = o["checkout_id"] as? String, id != s.checkoutID { return nil }
             var n = s
             n.phase = .liveness
@@ -219,6 +234,9 @@ public final class ScreenHub: Sendable {
             return nil
         }
     }
+
+    /// Guidance values of the camera step that are the challenge's own action, not a quality hint.
+    static let challengeActions: Set<String> = ["blink", "turn_left", "turn_right", "move_closer"]
 
     /// The page's key for a guidance text the liveness step sends in English ("Blink" → "blink");
     /// other texts pass through as they are.

@@ -15,13 +15,16 @@ public struct ScreenConsentAnswer: Sendable, Equatable {
     public var answer: PromptAnswer
     /// The exact text the page displayed (verified against its hash).
     public var consent: ConsentText
+    /// The instalment plan selected on the offer, as it was offered (nil: none sent).
+    public var plan: ChosenPlan?
 
     /// Creates an answer.
-    public init(checkoutID: String, requestID: UInt32, answer: PromptAnswer, consent: ConsentText) {
+    public init(checkoutID: String, requestID: UInt32, answer: PromptAnswer, consent: ConsentText, plan: ChosenPlan? = nil) {
         self.checkoutID = checkoutID
         self.requestID = requestID
         self.answer = answer
         self.consent = consent
+        self.plan = plan
     }
 }
 
@@ -50,7 +53,8 @@ public struct ShopperScreenError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Serves the shopper's page, its live state (`/events`, Server-Sent Events), the consent texts
-/// (`/consent?lang=`) and takes the answers (`POST /consent-answer`), on loopback.
+/// (`/consent?lang=`), the live camera preview during a liveness check (`/preview.bmp`) and takes
+/// the answers (`POST /consent-answer`), on loopback.
 ///
 /// Every request is checked by ``ScreenAccess``; a refused one gets 403. ``stop()`` closes the
 /// listener and every open connection (event streams included), so it never waits on a page.
@@ -101,14 +105,18 @@ public final class ShopperScreenServer: Sendable {
     /// The consent texts served.
     public let consents: ConsentLibrary
     private let delegate: any ShopperScreenDelegate
+    /// The camera preview shown during the liveness check (nil: no camera, the page shows an outline).
+    public let preview: (any ScreenPreviewSource)?
     private let state = Mutex(State())
 
     /// Creates the server; nothing listens until ``start()``.
-    public init(configuration: Configuration, hub: ScreenHub, consents: ConsentLibrary, delegate: any ShopperScreenDelegate) {
+    public init(configuration: Configuration, hub: ScreenHub, consents: ConsentLibrary, delegate: any ShopperScreenDelegate,
+                preview: (any ScreenPreviewSource)? = nil) {
         self.configuration = configuration
         self.hub = hub
         self.consents = consents
         self.delegate = delegate
+        self.preview = preview
     }
 
     /// The bound port (after ``start()``).
@@ -204,11 +212,15 @@ public final class ShopperScreenServer: Sendable {
         case (.GET, "/consent"):
             guard let t = consents.text(language: query["lang"]) else { return Self.json(.notFound, ["error": "no consent text"]) }
             return Self.json(.ok, ["id": t.id, "version": t.version, "language": t.language, "text": t.text, "sha256": t.sha256])
+        case (.GET, "/preview.bmp"):
+            // Only while a liveness check runs; never cached (Cache-Control: no-store on every reply).
+            guard let frame = preview?.previewFrame() else { return Self.json(.notFound, ["error": "no liveness check running"]) }
+            return Reply(status: .ok, contentType: "image/bmp", body: BMPEncoder.encode(frame))
         case (.POST, "/consent-answer"):
             let outcome = answer(body)
             let status: HTTPResponseStatus = outcome == .accepted ? .ok : outcome == .stale ? .conflict : .badRequest
             return Self.json(status, ["result": outcome.rawValue])
-        case (_, "/"), (_, "/consent"), (_, "/consent-answer"), (_, "/events"), (_, "/state"), (_, "/config"):
+        case (_, "/"), (_, "/consent"), (_, "/consent-answer"), (_, "/events"), (_, "/state"), (_, "/config"), (_, "/preview.bmp"):
             return Self.json(.methodNotAllowed, ["error": "method not allowed"])
         default:
             return Self.json(.notFound, ["error": "not found"])
@@ -229,7 +241,16 @@ public final class ShopperScreenServer: Sendable {
         default: return .invalid
         }
         guard let text = consents.verified(language: language, sha256: sha) else { return .invalid }
-        return delegate.consentAnswered(ScreenConsentAnswer(checkoutID: checkout, requestID: UInt32(rid), answer: answer, consent: text))
+        // The plan selected on the offer: one of those offered for this checkout, recorded as offered.
+        var plan: ChosenPlan?
+        if let months = o["plan_months"], !(months is NSNull) {
+            guard let m = (months as? NSNumber)?.intValue else { return .invalid }
+            let shown = hub.current
+            guard shown.checkoutID == checkout else { return .stale }
+            guard let offered = shown.plans.first(where: { $0.months == m }), let currency = shown.currency else { return .invalid }
+            plan = ChosenPlan(offered, currency: currency, lender: configuration.lender)
+        }
+        return delegate.consentAnswered(ScreenConsentAnswer(checkoutID: checkout, requestID: UInt32(rid), answer: answer, consent: text, plan: plan))
     }
 
     static func query(_ s: String) -> [String: String] {

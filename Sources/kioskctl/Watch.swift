@@ -65,7 +65,11 @@ extension KioskCtl {
             for c in items {
                 let p = c["payment"] as? [String: Any] ?? [:]
                 let history = c["history"] as? [[String: Any]] ?? []
-                let detail = (c["application_id"] as? String) ?? (history.last?["reason"] as? String) ?? ""
+                var detail = (c["application_id"] as? String) ?? (history.last?["reason"] as? String) ?? ""
+                if let plan = c["plan"] as? [String: Any] {
+                    // The plan chosen on the screen: instalments × amount (minor units), total, lender.
+                    detail += "  plan \(text(plan["instalments"]))×\(text(plan["instalment_minor"])) total \(text(plan["total_minor"])) \(text(plan["currency"])) \(text(plan["lender"]))"
+                }
                 print("\(pad(text(c["id"]), 38)) \(pad(text(c["state"]), 16)) \(pad("\(text(p["amount_minor"])) \(text(p["currency"]))", 14)) \(detail)")
             }
             for bad in reply["corrupt"] as? [String] ?? [] { print("CORRUPT  \(bad)") }

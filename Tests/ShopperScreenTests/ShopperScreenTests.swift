@@ -411,7 +411,8 @@ final class RecordingDelegate: ShopperScreenDelegate {
                 // 1: accepted in Chinese; 2: declined after switching to English; 3: no answer.
                 let outcome: ScreenAnswerOutcome
                 switch seen.count {
-                case 1: outcome = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .confirmed, consent: zh))
+                case 1: outcome = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .confirmed, consent: zh,
+                                                                plan: ChosenPlanTests.twelve()))
                 case 2: outcome = answers.consentAnswered(.init(checkoutID: open.checkoutID, requestID: open.requestID, answer: .declined, consent: en))
                 default: continue
                 }
@@ -443,6 +444,10 @@ final class RecordingDelegate: ShopperScreenDelegate {
         let completed = try #require(checkouts.first { $0.state == .completed })
         #expect(completed.method == .kioskScreen)
         #expect(completed.consent?.language == "zh-Hans")
+        // The plan chosen on the screen is in the checkout record and in the queued application.
+        #expect(completed.plan == ChosenPlanTests.twelve())
+        let queued = try #require(try outbox.list(states: nil, limit: 10).first)
+        #expect(try CanonicalJSON.decode(CreditApplication.self, from: queued.payload).plan == ChosenPlanTests.twelve())
         let declined = try #require(checkouts.first { $0.state == .declined })
         #expect(declined.consent == en)
         let timedOut = try #require(checkouts.first { $0.state == .timedOut })

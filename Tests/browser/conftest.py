@@ -1,5 +1,7 @@
 """Fixtures for the shopper-screen browser tests: kiosk-central + kiosk-agent (simulated terminal
-whose prompts the screen answers, simulated liveness) and a headless Chromium on the page.
+whose prompts the screen answers; camera liveness on a synthetic shopper made from the
+public-domain astronaut photo, as in `make demo`: the agent's camera replays its frames and the
+shopper follows the agent's challenge) and a headless Chromium on the page.
 
 Every process is bounded: waits poll with deadlines, and the finalizers stop the agent, central
 and the browser (SIGTERM, then SIGKILL after 10 s)."""
@@ -23,8 +25,10 @@ ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", ROOT / ".cache" / "browser-
 PAYMENTS = 3
 PAYMENT_INTERVAL_MS = 9000
 RESULT_S = 3
-LIVENESS_MS = 4000
+LIVENESS_TIME_LIMIT_S = 30
 DEVICE = "kiosk-screen-0001"
+# Written by Provisioning/fetch-faces.sh (make test-browser runs it).
+FACE = ROOT / ".cache" / "faces" / "astronaut.pgm"
 
 
 def free_port():
@@ -70,6 +74,11 @@ class Stack:
              "--db", str(w / "central.sqlite")], stderr=open(w / "central.log", "w"), cwd=ROOT)
         self.procs.append(central)
         port = wait_for(lambda: (w / "central.port").exists() and (w / "central.port").read_text().strip(), 30, "central's port")
+        # The synthetic shopper in front of the agent's (replayed) camera.
+        assert FACE.exists(), f"{FACE} missing: run Provisioning/fetch-faces.sh (make test-browser does)"
+        subprocess.run([str(BIN / "kioskctl"), "dev", "synth-shopper", "--photo", str(FACE), "--kind", "live",
+                        "--out", str(w / "shopper"), "--count", "16", "--width", "640", "--height", "480"],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=300)
         (w / "agent.toml").write_text(f"""
 [agent]
 device_id = "{DEVICE}"
@@ -95,8 +104,11 @@ cooldown_s = 0
 prompt_timeout_s = 60
 answer_grace_ms = 500
 [liveness]
-mode = "simulated"
-simulated_ms = {LIVENESS_MS}
+mode = "camera"
+time_limit_s = {LIVENESS_TIME_LIMIT_S}
+[camera]
+replay_dir = "{w}/shopper"
+replay_fps = 15
 [screen]
 enabled = true
 listen = "127.0.0.1:{self.screen_port}"
@@ -122,6 +134,11 @@ lender = "Sample Lender"
         out = subprocess.run([str(BIN / "kiosk-central"), "stats", "--db", str(self.work / "central.sqlite"), "--json"],
                              capture_output=True, text=True, timeout=30, check=True).stdout
         return json.loads(out)["stored"]
+
+    def central_payloads(self):
+        out = subprocess.run([str(BIN / "kiosk-central"), "list", "--db", str(self.work / "central.sqlite"), "--json"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        return [json.loads(a["payload"]) for a in json.loads(out)["applications"]]
 
     def checkouts(self):
         out = subprocess.run([str(BIN / "kioskctl"), "checkouts", "--json", "--socket", str(self.work / "control.sock")],

@@ -1,8 +1,10 @@
 """The shopper's screen in a real headless Chromium, against the real kiosk-agent and kiosk-central.
 
 Order matters (one agent, its simulated terminal plays the payments one after another):
-  payment 1: read the offer, scroll the consent to the end, accept -> liveness guidance -> reference;
-             the application reaches kiosk-central; the page returns to idle after the timeout.
+  payment 1: read the offer, choose 12 months, scroll the consent to the end, accept -> camera
+             liveness: the challenge on the page and the live (mirrored) preview of the synthetic
+             shopper -> reference; the application, with the chosen plan, reaches kiosk-central;
+             the page returns to idle after the timeout.
   payment 2: decline -> polite result, no new application; back to idle.
   payment 3: switch to English, accept: the application records the English text's hash.
 Then: no request left loopback; the server refuses unexpected Host/Origin and non-loopback clients.
@@ -17,10 +19,27 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from conftest import ARTIFACTS, PAYMENT_INTERVAL_MS, RESULT_S, ROOT, wait_for
+from conftest import ARTIFACTS, LIVENESS_TIME_LIMIT_S, PAYMENT_INTERVAL_MS, RESULT_S, ROOT, wait_for
 
 ORIENTATIONS = {"portrait": (1080, 1920), "landscape": (1920, 1080)}
 SHOTS = ARTIFACTS / "screens"
+CHALLENGES_ZH = ("请眨眼", "请向左转头", "请向右转头", "请靠近一点")
+CHALLENGES_EN = ("Blink", "Turn your head left", "Turn your head right", "Come a little closer")
+
+
+def preview_width(d):
+    return d.execute_script("const i = document.getElementById('preview-img'); return i.complete && i.getAttribute('src') ? i.naturalWidth : 0")
+
+
+def fetch(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        return r.status, dict(r.getheaders())
+    finally:
+        c.close()
 
 
 def screen(d):
@@ -35,10 +54,12 @@ def set_viewport(d, w, h):
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": w, "height": h, "deviceScaleFactor": 1, "mobile": False})
 
 
-def shoot(d, name):
-    """Saves the current screen in both orientations (ends in portrait)."""
+def shoot(d, name, first="portrait"):
+    """Saves the current screen in both orientations, `first` first (a short-lived screen such as
+    the liveness check is caught in the orientation it is shown in); ends in portrait."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for o, (w, h) in ORIENTATIONS.items():
+    for o in sorted(ORIENTATIONS, key=lambda o: o != first):
+        w, h = ORIENTATIONS[o]
         set_viewport(d, w, h)
         time.sleep(0.15)
         d.save_screenshot(str(SHOTS / f"{name}-{o}.png"))
@@ -93,13 +114,30 @@ def test_offer_consent_accept_reaches_central(stack, page):
     scroll_consent_to_end(d, "3-consent-zh")
     d.find_element(By.ID, "accept").click()
     wait_screen(d, "liveness", 10)
-    wait_for(lambda: d.find_element(By.ID, "challenge").text in ("请眨眼", "请看着摄像头"), 10, "a liveness challenge")
+    # The camera step's random challenge, in Chinese.
+    challenge = wait_for(lambda: d.find_element(By.ID, "challenge").text in CHALLENGES_ZH and d.find_element(By.ID, "challenge").text,
+                         10, "a camera liveness challenge")
+    # The live preview: frames of the same camera the check reads, shown mirrored, never cached.
+    wait_for(lambda: preview_width(d) > 0, 15, "the camera preview")
+    assert preview_width(d) <= 320
+    assert d.execute_script("return getComputedStyle(document.getElementById('preview-img')).transform").startswith("matrix(-1")
     shoot(d, "4-liveness")
-    wait_screen(d, "result", 30)
+    status, headers = fetch(stack.screen_port, "/preview.bmp")
+    assert status in (200, 404)  # 404 once the check has ended
+    if status == 200:
+        assert headers.get("Cache-Control") == "no-store" and headers.get("Content-Type") == "image/bmp"
+    wait_screen(d, "result", LIVENESS_TIME_LIMIT_S + 15)
     ref = d.find_element(By.ID, "result-reference").text
-    assert len(ref) == 9 and ref[4] == "-", ref
+    assert len(ref) == 9 and ref[4] == "-", (ref, d.find_element(By.ID, "result-title").text, challenge)
     shoot(d, "5-result-completed")
     wait_for(lambda: stack.central_stored() == 1, 60, "the application at kiosk-central")
+    # No preview outside a liveness check.
+    assert fetch(stack.screen_port, "/preview.bmp")[0] == 404
+    # The plan chosen on the offer is in the application central stored.
+    app = stack.central_payloads()[0]
+    assert app["liveness"]["decision"] == "pass", app["liveness"]
+    assert app["plan"] == {"instalments": 12, "instalment_minor": 11604, "last_instalment_minor": 11609, "fee_minor": 9353,
+                           "total_minor": 139253, "currency": "CNY", "lender": "Sample Lender"}, app.get("plan")
     # The page returns to idle after the timeout and keeps nothing of the shopper.
     wait_screen(d, "idle", RESULT_S + 10)
     body = visible_text(d)
@@ -107,6 +145,7 @@ def test_offer_consent_accept_reaches_central(stack, page):
     assert d.execute_script("return document.getElementById('consent-text').textContent") == ""
     out = stack.checkouts()
     assert "kiosk_screen" in out, out[:2000]
+    assert json.loads(out)["items"][0]["plan"]["instalments"] == 12
 
 
 def test_decline_makes_no_application(stack, page):
@@ -136,9 +175,17 @@ def test_english_consent_is_the_one_recorded(stack, page):
     wait_for(lambda: "SAMPLE" in d.find_element(By.ID, "consent-text").text, 10, "the English consent text")
     scroll_consent_to_end(d, "8-consent-en")
     d.find_element(By.ID, "accept").click()
-    wait_screen(d, "result", 40)
+    wait_screen(d, "liveness", 10)
+    wait_for(lambda: d.find_element(By.ID, "challenge").text in CHALLENGES_EN, 10, "the challenge in English")
+    wait_for(lambda: preview_width(d) > 0, 15, "the camera preview")
+    # The check of a synthetic shopper can be over in a second or two: this one is caught in
+    # landscape (the page is shown in it), the Chinese one above in portrait.
+    shoot(d, "8b-liveness-en", first="landscape")
+    wait_screen(d, "result", LIVENESS_TIME_LIMIT_S + 15)
     shoot(d, "9-result-en")
     wait_for(lambda: stack.central_stored() == 2, 60, "the second application at kiosk-central")
+    # Not changed on the offer: the preselected 6-month plan.
+    assert stack.central_payloads()[1]["plan"]["instalments"] == 6
     en = (ROOT / "Provisioning/consent/instalment-consent.en.txt").read_bytes()
     newest = json.loads(stack.checkouts())["items"][0]
     assert newest["state"] == "completed" and newest["method"] == "kiosk_screen", newest
