@@ -537,6 +537,10 @@ public final class AgentDaemon: Sendable {
             var doc = statusDocument()
             doc["ok"] = true
             return reply(doc)
+        case "terminal_ping":
+            guard let terminal else { return reply(["ok": false, "error": "no terminal configured (terminal.driver = none)"]) }
+            let (ok, detail) = await Self.ping(terminal)
+            return reply(["ok": ok, ok ? "detail" : "error": detail, "driver": terminal.name])
         case "submit":
             guard config.allowSubmit else {
                 return reply(["ok": false, "error": "submit is disabled (control.allow_submit = false)"])
@@ -617,6 +621,28 @@ public final class AgentDaemon: Sendable {
             }
         default:
             return reply(["ok": false, "error": "unknown command \(cmd)"])
+        }
+    }
+
+    /// One PING through the agent's own link (for `kioskctl doctor` while the agent holds the terminal).
+    static func ping(_ terminal: any TerminalPort) async -> (Bool, String) {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let t0 = ContinuousClock.now
+                do {
+                    let reply = try terminal.withLink { try $0.request(.ping, timeout: .seconds(3)) }
+                    let d = ContinuousClock.now - t0
+                    let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+                    guard case .pong(let info) = reply.message else {
+                        continuation.resume(returning: (false, "PING answered with \(reply.message.type)"))
+                        return
+                    }
+                    continuation.resume(returning: (true, String(format: "serial %@, model %@, firmware %@, %.1f ms",
+                                                                 info.serial, info.model, info.firmware, ms)))
+                } catch {
+                    continuation.resume(returning: (false, "\(error)"))
+                }
+            }
         }
     }
 
