@@ -132,6 +132,10 @@ public final class AgentDaemon: Sendable {
     private let notifier: SystemdNotifier
     private let logger: Logger
     private let startedAt = Date()
+    /// When the agent started.
+    public var startedAtDate: Date { startedAt }
+    /// The metrics the agent owns (the rest are read when rendered, see ``metricFamilies(now:)``).
+    public let metrics: AgentMetrics
     private let lastEnqueueError = Mutex<String?>(nil)
     /// Live events (checkout transitions, terminal changes) for `watch` and the screen.
     public let events = EventBus()
@@ -150,6 +154,8 @@ public final class AgentDaemon: Sendable {
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
         self.config = config
         self.logger = logger
+        let metrics = AgentMetrics()
+        self.metrics = metrics
         self.notifier = notifier
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -178,13 +184,14 @@ public final class AgentDaemon: Sendable {
             default: liveness = UnavailableLiveness(reason: "no liveness camera configured (liveness.mode = none)")
             }
             camera = cameraService
+            let metered = MeteredLiveness(inner: liveness, metrics: metrics)
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
             settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
             let screenParts = try Self.makeScreen(config)
             if let screenParts { settings.context.consent = screenParts.consent }
             screen = screenParts?.server
-            checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
+            checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: metered,
                                        bus: events, logger: Logger(label: "kiosk.checkout"), screen: screenParts?.answers,
                                        onEnqueued: { doorbell.ring() })
         } else {
@@ -408,6 +415,14 @@ public final class AgentDaemon: Sendable {
         services.append(.init(service: RetentionService(outbox: outbox, retention: TimeInterval(config.retentionSyncedHours) * 3600,
                                                         executor: writer, logger: logger)))
         services.append(.init(service: LifecycleNotifierService(notifier: notifier, logger: logger)))
+        if let path = config.metricsTextfile {
+            services.append(.init(service: MetricsTextfileService(path: path, interval: .seconds(config.metricsIntervalSeconds),
+                                                                  logger: logger, render: { [self] in self.metricsText() })))
+        }
+        if let listen = config.metricsListen, let (host, port) = ShopperScreenServer.Configuration.parseListen(listen) {
+            services.append(.init(service: MetricsHTTPService(host: host, port: port, logger: logger,
+                                                              render: { [self] in self.metricsText() })))
+        }
         services.append(.init(service: StatusLogService(interval: .seconds(300), logger: logger) { [self] in self.statusMetadata() }))
         if let interval = SystemdNotifier.watchdogInterval() {
             let stale = max(interval, config.syncConfiguration.idlePoll * 3)
@@ -537,6 +552,8 @@ public final class AgentDaemon: Sendable {
             var doc = statusDocument()
             doc["ok"] = true
             return reply(doc)
+        case "metrics":
+            return reply(["ok": true, "text": metricsText()])
         case "terminal_ping":
             guard let terminal else { return reply(["ok": false, "error": "no terminal configured (terminal.driver = none)"]) }
             let (ok, detail) = await Self.ping(terminal)

@@ -11,7 +11,8 @@ struct KioskCtl: AsyncParsableCommand {
         abstract: "Inspect and operate the kiosk agent.",
         version: kioskAgentVersion,
         subcommands: [Status.self, Queue.self, Watch.self, Checkouts.self, Devices.self, Terminal.self, Scanner.self, CameraCommand.self, LivenessCmd.self, Dev.self,
-                      DoctorCommand.self]
+                      DoctorCommand.self,
+                      Metrics.self]
     )
 }
 
