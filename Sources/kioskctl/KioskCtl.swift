@@ -12,6 +12,7 @@ struct KioskCtl: AsyncParsableCommand {
         version: kioskAgentVersion,
         subcommands: [Status.self, Queue.self, Watch.self, Checkouts.self, Devices.self, Terminal.self, Scanner.self, CameraCommand.self, LivenessCmd.self, Dev.self,
                       DoctorCommand.self,
+                      Logs.self,
                       Metrics.self]
     )
 }
