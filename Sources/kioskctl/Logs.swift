@@ -14,7 +14,7 @@ extension KioskCtl {
         @Option(name: .long, help: "Entries since a time journalctl understands (\"1 hour ago\", \"today\", \"2026-12-01 08:00\").")
         var since: String?
 
-        @Option(name: [.short, .long], help: "The last N entries.")
+        @Option(name: [.customShort("n"), .long], help: "The last N entries.")
         var lines: Int?
 
         @Option(name: .long, help: "The systemd unit.")
