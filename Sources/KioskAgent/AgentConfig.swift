@@ -137,6 +137,12 @@ public struct AgentConfig: Sendable, Equatable {
     public var screenInstalmentMonths = "3,6,12"
     /// `screen.fee_bp_per_month`: the plan fee per month, in basis points of the amount.
     public var screenFeeBasisPointsPerMonth = 60
+    /// `metrics.textfile`: where to write Prometheus metrics for node_exporter's textfile collector; nil = not written.
+    public var metricsTextfile: String?
+    /// `metrics.listen`: a loopback `host:port` serving `GET /metrics`; nil = no listener.
+    public var metricsListen: String?
+    /// `metrics.interval_s`: how often the metrics textfile is rewritten.
+    public var metricsIntervalSeconds = 15
     /// `liveness.simulated_ms`: how long the simulated liveness check takes (0: instant).
     public var simulatedLivenessMillis = 0
 
@@ -335,6 +341,9 @@ extension AgentConfig {
         "screen.lender": str(\.screenLender),
         "screen.instalment_months": str(\.screenInstalmentMonths),
         "screen.fee_bp_per_month": int(\.screenFeeBasisPointsPerMonth, 0...10_000),
+        "metrics.textfile": optStr(\.metricsTextfile),
+        "metrics.listen": optStr(\.metricsListen),
+        "metrics.interval_s": int(\.metricsIntervalSeconds, 1...3600),
         "liveness.simulated_ms": int(\.simulatedLivenessMillis, 0...60_000),
     ]
 
@@ -438,6 +447,15 @@ extension AgentConfig {
             }
             guard !screenInstalmentMonthsList.isEmpty else {
                 throw ConfigError(source: source, key: "screen.instalment_months", message: "needs at least one positive number of months")
+            }
+        }
+        if let metricsListen {
+            guard let (host, _) = ShopperScreenServer.Configuration.parseListen(metricsListen) else {
+                throw ConfigError(source: source, key: "metrics.listen", message: "must be host:port (got \(metricsListen))")
+            }
+            guard host == "localhost" || ScreenAccess.isLoopback(host) else {
+                throw ConfigError(source: source, key: "metrics.listen",
+                                  message: "\(host) is not loopback; metrics are for a local collector (use metrics.textfile with node_exporter)")
             }
         }
         guard minAmountMinor <= maxAmountMinor else {

@@ -132,6 +132,10 @@ public final class AgentDaemon: Sendable {
     private let notifier: SystemdNotifier
     private let logger: Logger
     private let startedAt = Date()
+    /// When the agent started.
+    public var startedAtDate: Date { startedAt }
+    /// The metrics the agent owns (the rest are read when rendered, see ``metricFamilies(now:)``).
+    public let metrics: AgentMetrics
     private let lastEnqueueError = Mutex<String?>(nil)
     /// Live events (checkout transitions, terminal changes) for `watch` and the screen.
     public let events = EventBus()
@@ -150,6 +154,8 @@ public final class AgentDaemon: Sendable {
     public init(config: AgentConfig, logger: Logger = Logger(label: "kiosk.agent"), notifier: SystemdNotifier = SystemdNotifier()) throws {
         self.config = config
         self.logger = logger
+        let metrics = AgentMetrics()
+        self.metrics = metrics
         self.notifier = notifier
         // A bad key is a config error: refused before anything is created on disk.
         if let key = config.keyFile {
@@ -181,13 +187,14 @@ public final class AgentDaemon: Sendable {
             default: liveness = UnavailableLiveness(reason: "no liveness camera configured (liveness.mode = none)")
             }
             camera = cameraService
+            let metered = MeteredLiveness(inner: liveness, metrics: metrics)
             var settings = CheckoutRunner.Settings(context: try config.checkoutContext(), promptTimeout: .seconds(config.promptTimeoutSeconds))
             settings.answerGrace = .milliseconds(config.answerGraceMillis)
             let doorbell = self.doorbell
             let screenParts = try Self.makeScreen(config, preview: preview)
             if let screenParts { settings.context.consent = screenParts.consent }
             screen = screenParts?.server
-            checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: liveness,
+            checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: metered,
                                        bus: events, logger: Logger(label: "kiosk.checkout"), screen: screenParts?.answers,
                                        onEnqueued: { doorbell.ring() })
         } else {
@@ -413,6 +420,14 @@ public final class AgentDaemon: Sendable {
         services.append(.init(service: RetentionService(outbox: outbox, retention: TimeInterval(config.retentionSyncedHours) * 3600,
                                                         executor: writer, logger: logger)))
         services.append(.init(service: LifecycleNotifierService(notifier: notifier, logger: logger)))
+        if let path = config.metricsTextfile {
+            services.append(.init(service: MetricsTextfileService(path: path, interval: .seconds(config.metricsIntervalSeconds),
+                                                                  logger: logger, render: { [self] in self.metricsText() })))
+        }
+        if let listen = config.metricsListen, let (host, port) = ShopperScreenServer.Configuration.parseListen(listen) {
+            services.append(.init(service: MetricsHTTPService(host: host, port: port, logger: logger,
+                                                              render: { [self] in self.metricsText() })))
+        }
         services.append(.init(service: StatusLogService(interval: .seconds(300), logger: logger) { [self] in self.statusMetadata() }))
         if let interval = SystemdNotifier.watchdogInterval() {
             let stale = max(interval, config.syncConfiguration.idlePoll * 3)
@@ -544,6 +559,12 @@ public final class AgentDaemon: Sendable {
             var doc = statusDocument()
             doc["ok"] = true
             return reply(doc)
+        case "metrics":
+            return reply(["ok": true, "text": metricsText()])
+        case "terminal_ping":
+            guard let terminal else { return reply(["ok": false, "error": "no terminal configured (terminal.driver = none)"]) }
+            let (ok, detail) = await Self.ping(terminal)
+            return reply(["ok": ok, ok ? "detail" : "error": detail, "driver": terminal.name])
         case "submit":
             guard config.allowSubmit else {
                 return reply(["ok": false, "error": "submit is disabled (control.allow_submit = false)"])
@@ -624,6 +645,28 @@ public final class AgentDaemon: Sendable {
             }
         default:
             return reply(["ok": false, "error": "unknown command \(cmd)"])
+        }
+    }
+
+    /// One PING through the agent's own link (for `kioskctl doctor` while the agent holds the terminal).
+    static func ping(_ terminal: any TerminalPort) async -> (Bool, String) {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let t0 = ContinuousClock.now
+                do {
+                    let reply = try terminal.withLink { try $0.request(.ping, timeout: .seconds(3)) }
+                    let d = ContinuousClock.now - t0
+                    let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+                    guard case .pong(let info) = reply.message else {
+                        continuation.resume(returning: (false, "PING answered with \(reply.message.type)"))
+                        return
+                    }
+                    continuation.resume(returning: (true, String(format: "serial %@, model %@, firmware %@, %.1f ms",
+                                                                 info.serial, info.model, info.firmware, ms)))
+                } catch {
+                    continuation.resume(returning: (false, "\(error)"))
+                }
+            }
         }
     }
 

@@ -388,6 +388,15 @@ public final class CentralServer: Sendable {
         }
     }
 
+    /// An HTTP Date header value (IMF-fixdate).
+    static func httpDate(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return f.string(from: date)
+    }
+
     private func write(
         _ reply: CentralReply,
         for request: HTTPRequestHead,
@@ -399,6 +408,7 @@ public final class CentralServer: Sendable {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: reply.contentType)
         headers.add(name: "Content-Length", value: String(reply.body.count))
+        headers.add(name: "Date", value: Self.httpDate(Date()))  // RFC 9110 §6.6.1; kioskctl doctor's clock check reads it
         for (name, value) in reply.extraHeaders {
             headers.add(name: name, value: value)
         }

@@ -64,6 +64,7 @@ public final class USBTerminalDriver: Sendable {
         var waiters: [UInt64: CheckedContinuation<USBDeviceInfo?, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var stopped = false
+        var connects = 0
     }
     private let state = Mutex(State())
     /// Serialises open/close (watcher thread and I/O queue both close).
@@ -93,6 +94,9 @@ public final class USBTerminalDriver: Sendable {
 
     /// Whether hotplug callbacks (rather than polling) report plug and unplug.
     public var usesHotplug: Bool { watcher.usesHotplug }
+
+    /// How many times a terminal was opened since the driver was created (reconnects are this minus one).
+    public var connectCount: Int { state.withLock { $0.connects } }
 
     /// The connected terminal, if any.
     public var connectedDevice: USBDeviceInfo? { state.withLock { $0.connection?.device } }
@@ -195,6 +199,7 @@ public final class USBTerminalDriver: Sendable {
                     let connection = Connection(device: transport.device, transport: transport, link: link, since: monotonicNanos())
                     let waiters = state.withLock { s -> [CheckedContinuation<USBDeviceInfo?, Never>] in
                         s.connection = connection
+                        s.connects += 1
                         defer { s.waiters = [:] }
                         return Array(s.waiters.values)
                     }

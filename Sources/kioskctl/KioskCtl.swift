@@ -10,7 +10,10 @@ struct KioskCtl: AsyncParsableCommand {
         commandName: "kioskctl",
         abstract: "Inspect and operate the kiosk agent.",
         version: kioskAgentVersion,
-        subcommands: [Status.self, Provision.self, Queue.self, Watch.self, Checkouts.self, Devices.self, Terminal.self, Scanner.self, CameraCommand.self, LivenessCmd.self, Dev.self]
+        subcommands: [Status.self, Provision.self, Queue.self, Watch.self, Checkouts.self, Devices.self, Terminal.self, Scanner.self, CameraCommand.self, LivenessCmd.self, Dev.self,
+                      DoctorCommand.self,
+                      Logs.self,
+                      Metrics.self]
     )
 }
 
