@@ -29,11 +29,14 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
 
-# Unit and end-to-end tests in one SwiftPM run (the e2e tests spawn the built binaries).
+# Unit tests in parallel, then the end-to-end tests one at a time: they spawn the built binaries
+# and wait for them, and a test waiting on a process holds one of the cooperative pool's threads
+# (two on a 2-core runner), starving in-process servers and other suites run beside it.
 test-unit: deps
 	Provisioning/fetch-faces.sh
 	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
-	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
+	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --skip EndToEndTests
+	KIOSK_BIN_DIR=$(CURDIR)/$(BIN_DEBUG) $(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter EndToEndTests --no-parallel
 
 test: deps test-unit test-browser test-systemd test-udev test-vm test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid test-chaos fuzz
 	@echo "make test: all suites passed"
