@@ -7,7 +7,7 @@ BIN_RELEASE := .build/release
 # The system Python: the Debian python3-selenium/python3-pytest packages live there.
 PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build build-release test test-unit test-browser test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid test-chaos chaos demo bench fuzz clean help
+.PHONY: all deps build build-release test test-unit test-browser test-systemd test-udev deb deb-check test-terminal-usb test-checkout-usb test-camera-vivid test-liveness-vivid test-chaos chaos check-arm64-headers demo bench fuzz clean help
 all: build
 
 help:
@@ -106,6 +106,10 @@ chaos: deps testvm-setup
 
 test-chaos: deps testvm-setup
 	Devices/chaos/chaos.sh --short
+
+# The C shims' struct layout asserts compiled for aarch64 (needs Debian's arm64 cross headers).
+check-arm64-headers:
+	Provisioning/check-arm64-headers.sh
 
 fuzz: deps
 	Devices/fuzz-terminal.sh $(or $(FUZZ_SECONDS),20)
