@@ -345,17 +345,35 @@ struct BatchIntakeTests {
     @Test("stop() lets an in-flight request finish, answered with Connection: close")
     func stopDuringRequest() async throws {
         // A slow fault keeps the request in flight while stop() runs.
-        let faults = FaultConfiguration(rate: 1, kinds: [.slow], seed: 3, slowDelay: .milliseconds(1_500))
+        let faults = FaultConfiguration(rate: 1, kinds: [.slow], seed: 3, slowDelay: .seconds(4))
         try await withServer(faults: faults) { server, curl in
             let body = try batchBody([item("inflight-1")])
             async let inFlight = curl.perform(.post("/v1/applications/batch", body))
-            try await Task.sleep(for: .milliseconds(700))
+            // Not a fixed sleep: curl (a process) may take a while to start on a loaded runner.
+            // Wait for its connection, then give the handshake and request time to arrive.
+            for _ in 0..<200 where !Self.hasEstablishedConnection(toPort: server.port ?? 0) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .milliseconds(1_500))
             await server.stop()
             let result = try await inFlight
             #expect(result.status == 200, "\(result.stderr)")
             #expect(result.headers["connection"] == "close")
             #expect(try await server.store.application(id: "inflight-1") != nil)
         }
+    }
+
+    /// Whether /proc/net/tcp{,6} lists an ESTABLISHED connection whose local port is `port`.
+    static func hasEstablishedConnection(toPort port: Int) -> Bool {
+        let hex = String(format: ":%04X", port)
+        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                if f.count > 3, f[1].hasSuffix(hex), f[3] == "01" { return true }
+            }
+        }
+        return false
     }
 
     @Test("stop() is graceful and idempotent; start() twice is refused")
