@@ -30,6 +30,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var keyFile: String?
     /// Optional public-key pin (`sha256//…`).
     public var pinnedPublicKey: String?
+    /// Central's public sealing key (`central-sealing-key.json` from `kioskctl provision`);
+    /// when set, application payloads are sealed to it before they reach the outbox.
+    public var sealingKeyFile: String?
     /// Optional proxy URL.
     public var proxy: String?
     /// Connect timeout.
@@ -291,6 +294,7 @@ extension AgentConfig {
         "sync.cert_file": optStr(\.certFile),
         "sync.key_file": optStr(\.keyFile),
         "sync.pinned_public_key": optStr(\.pinnedPublicKey),
+        "sync.sealing_key_file": optStr(\.sealingKeyFile),
         "sync.proxy": optStr(\.proxy),
         "sync.connect_timeout_ms": int(\.connectTimeoutMillis, 100...600_000),
         "sync.timeout_ms": int(\.totalTimeoutMillis, 100...600_000),

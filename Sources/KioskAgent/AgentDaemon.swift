@@ -128,6 +128,8 @@ public final class AgentDaemon: Sendable {
     public let engine: SyncEngine?
     private let doorbell = Doorbell()
     private let writer = BlockingExecutor(label: "kiosk.outbox.writer")
+    /// Seals payloads to central (nil when no `sync.sealing_key_file` is configured).
+    private let sealer: ApplicationSealer?
     private let heartbeat = Heartbeat()
     private let notifier: SystemdNotifier
     private let logger: Logger
@@ -172,8 +174,11 @@ public final class AgentDaemon: Sendable {
             : SyncEngine(outbox: outbox, configuration: config.syncConfiguration, logger: Logger(label: "kiosk.sync"))
         let port = try Self.makeTerminal(config)
         terminal = port
-        if let port {
-            let signer = try Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger)
+        // The signing key is needed by the checkout runner, or to sign sealed envelopes.
+        let needsSigner = port != nil || !(config.sealingKeyFile ?? "").isEmpty
+        let signer: AuthorizationSigner? = try needsSigner ? Self.loadOrCreateSigner(path: config.signingKeyPath, logger: logger) : nil
+        sealer = try Self.makeSealer(config, signer: signer, logger: logger)
+        if let port, let signer {
             let liveness: any LivenessStep
             var cameraService: CameraService?
             var preview: LivePreview?
@@ -196,7 +201,7 @@ public final class AgentDaemon: Sendable {
             screen = screenParts?.server
             checkouts = CheckoutRunner(port: port, outbox: outbox, settings: settings, signer: signer, liveness: metered,
                                        bus: events, logger: Logger(label: "kiosk.checkout"), screen: screenParts?.answers,
-                                       onEnqueued: { doorbell.ring() })
+                                       sealer: sealer, onEnqueued: { doorbell.ring() })
         } else {
             checkouts = nil
             screen = try Self.makeScreen(config)?.server
@@ -339,6 +344,17 @@ public final class AgentDaemon: Sendable {
         }
     }
 
+    /// The sealer for `sync.sealing_key_file`, or nil (with one warning) when none is configured.
+    static func makeSealer(_ config: AgentConfig, signer: AuthorizationSigner?, logger: Logger) throws -> ApplicationSealer? {
+        guard let path = config.sealingKeyFile, !path.isEmpty, let signer else {
+            logger.warning("no sync.sealing_key_file: applications are stored in the outbox unsealed (plaintext); development only")
+            return nil
+        }
+        let sealer = try ApplicationSealer(keyFile: path, signer: signer)
+        logger.info("applications are sealed to central's key", metadata: ["sealing_key_file": "\(path)"])
+        return sealer
+    }
+
     /// Loads the authorization signing key, creating a development key (mode 0600) when absent.
     static func loadOrCreateSigner(path: String, logger: Logger) throws -> AuthorizationSigner {
         if FileManager.default.fileExists(atPath: path) {
@@ -449,7 +465,8 @@ public final class AgentDaemon: Sendable {
 
     /// Enqueues an application durably (fsync'd) and wakes the sync loop; returns its sequence.
     public func submit(_ application: CreditApplication) async throws -> Int64 {
-        let payload = try application.canonicalPayload()
+        let plain = try application.canonicalPayload()
+        let payload = try sealer.map { try $0.seal(plain, id: application.id) } ?? plain
         let outbox = self.outbox
         let id = application.id
         let result = await writer.run { Result { try outbox.enqueue(id: id, payload: payload) } }

@@ -84,6 +84,8 @@ public final class CheckoutRunner: Sendable {
     private let outbox: Outbox
     private let settings: Settings
     private let signer: AuthorizationSigner
+    /// Seals payloads to central before they reach the outbox (nil: plaintext, dev/demo).
+    private let sealer: ApplicationSealer?
     private let liveness: any LivenessStep
     private let bus: EventBus
     private let logger: Logger
@@ -95,8 +97,10 @@ public final class CheckoutRunner: Sendable {
 
     /// Creates the runner; nothing runs until ``run()``.
     public init(port: any TerminalPort, outbox: Outbox, settings: Settings, signer: AuthorizationSigner, liveness: any LivenessStep,
-                bus: EventBus, logger: Logger, screen: ScreenAnswers? = nil, onEnqueued: @escaping @Sendable () -> Void) {
+                bus: EventBus, logger: Logger, screen: ScreenAnswers? = nil, sealer: ApplicationSealer? = nil,
+                onEnqueued: @escaping @Sendable () -> Void) {
         self.screen = screen
+        self.sealer = sealer
         self.port = port
         self.outbox = outbox
         self.settings = settings
@@ -291,7 +295,8 @@ public final class CheckoutRunner: Sendable {
         case .enqueue(let application):
             var app = application
             app.authorization = try signer.sign(app.authorization)
-            let payload = try app.canonicalPayload()
+            let plain = try app.canonicalPayload()
+            let payload = try sealer.map { try $0.seal(plain, id: app.id) } ?? plain
             let (enqueued, next) = try CheckoutMachine.apply(.applicationEnqueued(id: app.id, at: Self.now()), to: c, context: settings.context)
             do {
                 _ = try outbox.enqueue(id: app.id, payload: payload, recording: enqueued)

@@ -494,6 +494,7 @@ public struct Provisioner: Sendable {
             ("sync", "ca_file", self.caPath),
             ("sync", "cert_file", self.certificatePath),
             ("sync", "key_file", self.keyPath),
+            ("sync", "sealing_key_file", self.sealingKeyPath),
         ]
         for (table, key, value) in values {
             text = Self.setTOML(text, table: table, key: key, value: value)

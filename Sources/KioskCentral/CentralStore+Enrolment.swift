@@ -85,6 +85,7 @@ extension CentralStore {
                     deviceID, merchantID, record.site, issued.sha256, csr.publicKeySHA256, issued.pem, record.notAfter,
                     timestamp,
                 ])
+            try Self.registerKey(db, deviceID: deviceID, publicKeySHA256: csr.publicKeySHA256, at: timestamp)
             try db.execute(
                 sql: "UPDATE enrolment_tokens SET used_at = ?, device_id = ? WHERE token_sha256 = ?",
                 arguments: [timestamp, deviceID, hash])
@@ -116,12 +117,30 @@ extension CentralStore {
                     issued.sha256, csr.publicKeySHA256, issued.pem, issued.notAfter.formatted(Self.timestampStyle),
                     timestamp, deviceID,
                 ])
+            try Self.registerKey(db, deviceID: deviceID, publicKeySHA256: csr.publicKeySHA256, at: timestamp)
             guard let record = try Self.device(db, id: deviceID) else { return .refused(.deviceNotRegistered) }
             return .issued(record, certificatePEM: issued.pem)
         }
     }
 
     // MARK: Registry
+
+    /// Records a signing key of a device (SHA-256 of its SubjectPublicKeyInfo DER).
+    private static func registerKey(_ db: Database, deviceID: String, publicKeySHA256: String, at timestamp: String) throws {
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO device_keys (device_id, public_key_sha256, registered_at) VALUES (?, ?, ?)",
+            arguments: [deviceID, publicKeySHA256, timestamp])
+    }
+
+    /// Every key the device has been enrolled or renewed with, or nil for a device not in the registry.
+    public func deviceKeys(id: String) async throws(CentralStoreError) -> Set<String>? {
+        try await self.read { db -> Set<String>? in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM devices WHERE device_id = ?", arguments: [id]) == true else {
+                return nil
+            }
+            return Set(try String.fetchAll(db, sql: "SELECT public_key_sha256 FROM device_keys WHERE device_id = ?", arguments: [id]))
+        }
+    }
 
     /// Every registered device, by id.
     public func devices() async throws(CentralStoreError) -> [DeviceRecord] {

@@ -115,6 +115,22 @@ public final class CentralStore: Sendable {
                     """
             )
         }
+        migrator.registerMigration("v3-device-keys") { db in
+            // Every signing key a device has been enrolled or renewed with: envelopes sealed and
+            // signed before a key rotation still verify against the device's own (older) key.
+            try db.execute(
+                sql: """
+                    CREATE TABLE device_keys (
+                        device_id TEXT NOT NULL,
+                        public_key_sha256 TEXT NOT NULL,
+                        registered_at TEXT NOT NULL,
+                        PRIMARY KEY (device_id, public_key_sha256)
+                    );
+                    INSERT INTO device_keys (device_id, public_key_sha256, registered_at)
+                        SELECT device_id, public_key_sha256, enrolled_at FROM devices;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -191,8 +207,17 @@ public final class CentralStore: Sendable {
         faultInjected: Bool = false,
         receivedAt: Date = Date()
     ) async throws(CentralStoreError) -> [ItemResult] {
-        // CPU work (hashing, JSON parsing) outside the write transaction.
-        let verdicts = items.map { item in (item, Self.precheck(item)) }
+        // Sealed items need central's key and the device's registered key: read them first.
+        let opener = try await self.sealingOpener()
+        let registeredKeys = try await self.deviceKeys(id: deviceID)
+        // CPU work (opening, hashing, JSON parsing) outside the write transaction.
+        let verdicts = items.map { item -> (item: BatchItem, rejection: RejectionReason?, sealed: Bool) in
+            switch Self.unseal(item, opener: opener, registeredKeys: registeredKeys) {
+            case .refused(let reason): return (item, reason, true)
+            case .plain: return (item, Self.precheck(item), false)
+            case .opened(let opened): return (opened, Self.precheck(opened), true)
+            }
+        }
         let timestamp = receivedAt.formatted(Self.timestampStyle)
         return try await self.write { db in
             var results: [ItemResult] = []
@@ -200,7 +225,7 @@ public final class CentralStore: Sendable {
             var accepted: Int64 = 0
             var duplicate: Int64 = 0
             var rejected: Int64 = 0
-            for (item, rejection) in verdicts {
+            for (item, rejection, sealed) in verdicts {
                 if let rejection {
                     results.append(ItemResult(id: item.id, status: .rejected, reason: rejection))
                     rejected += 1
@@ -223,7 +248,7 @@ public final class CentralStore: Sendable {
                     results.append(ItemResult(id: item.id, status: .duplicate))
                     duplicate += 1
                 default:
-                    results.append(ItemResult(id: item.id, status: .rejected, reason: .conflict))
+                    results.append(ItemResult(id: item.id, status: .rejected, reason: sealed ? .replayed : .conflict))
                     rejected += 1
                 }
             }
@@ -281,6 +306,46 @@ public final class CentralStore: Sendable {
 
     private struct SignedAuthorization: Decodable {
         var authorization: Authorization
+    }
+
+    /// Central's sealing key as an opener, or nil while no key has been generated.
+    func sealingOpener() async throws(CentralStoreError) -> ApplicationOpener? {
+        let raw = try await self.read { db in
+            try Data.fetchOne(db, sql: "SELECT private_key FROM central_keys WHERE name = 'sealing'")
+        }
+        return raw.flatMap { try? ApplicationOpener(privateKey: $0) }
+    }
+
+    /// What ``unseal(_:opener:registeredKeys:)`` makes of an item.
+    enum Unsealed: Equatable {
+        /// Not an envelope: judged as it is.
+        case plain
+        /// The item with its opened plaintext (and that plaintext's SHA, so dedupe compares content).
+        case opened(BatchItem)
+        /// The envelope is refused.
+        case refused(RejectionReason)
+    }
+
+    /// Opens a sealed item.
+    ///
+    /// The item's checksum covers the envelope as sent. The envelope's device key must be
+    /// one enrolled (now or before a rotation) for `deviceID` when the device is enrolled
+    /// (`wrong_device`); `registeredKeys` is nil for a device outside the registry.
+    static func unseal(_ item: BatchItem, opener: ApplicationOpener?, registeredKeys: Set<String>?) -> Unsealed {
+        guard let decoded = SealedEnvelope.decodeIfSealed(Data(item.payload.utf8)) else { return .plain }
+        guard sha256Hex(item.payload) == item.payloadSHA256 else { return .refused(.checksumMismatch) }
+        guard let envelope = decoded, let opener else { return .refused(.badSeal) }
+        let opened: ApplicationOpener.Opened
+        do throws(SealError) {
+            opened = try opener.open(envelope, id: item.id)
+        } catch {
+            return .refused(error == .badSignature ? .badSignature : .badSeal)
+        }
+        if let registeredKeys, !registeredKeys.contains(opened.devicePublicKeySHA256) {
+            return .refused(.wrongDevice)
+        }
+        let plain = String(decoding: opened.payload, as: UTF8.self)
+        return .opened(BatchItem(id: item.id, sequence: item.sequence, payloadSHA256: sha256Hex(plain), payload: plain))
     }
 
     /// The rejection an item earns before its history is looked at, if any.

@@ -87,6 +87,13 @@ public struct RejectionReason: RawRepresentable, Codable, Sendable, Equatable, H
     public static let conflict = RejectionReason(rawValue: "conflict")
     /// The authorization carries a device signature that does not verify (tampered record).
     public static let badSignature = RejectionReason(rawValue: "bad_signature")
+    /// A sealed envelope that does not open with central's key (tampered ciphertext, moved to
+    /// another id, malformed, or central has no sealing key).
+    public static let badSeal = RejectionReason(rawValue: "bad_seal")
+    /// A sealed envelope signed by a key other than the one enrolled for the sending device.
+    public static let wrongDevice = RejectionReason(rawValue: "wrong_device")
+    /// A sealed item whose id was stored earlier with different (opened) content.
+    public static let replayed = RejectionReason(rawValue: "replayed")
 }
 
 /// The outcome of one item, in the order of the request's items.

@@ -43,7 +43,8 @@ struct ContractTests {
             #expect(text.contains("\(name):"), "\(name) missing from openapi.yaml")
         }
         #expect(text.contains("enum: [accepted, duplicate, rejected]"))
-        let reasons: [RejectionReason] = [.checksumMismatch, .invalidPayload, .badSignature, .conflict]
+        let reasons: [RejectionReason] = [.checksumMismatch, .invalidPayload, .badSignature, .conflict,
+                                        .badSeal, .wrongDevice, .replayed]
         #expect(text.contains("enum: [\(reasons.map(\.rawValue).joined(separator: ", "))]"))
         for kind in FaultKind.allCases {
             #expect(text.contains("`\(kind.rawValue)`"), "fault \(kind.rawValue) not documented")
