@@ -245,6 +245,9 @@ public final class CentralServer: Sendable {
         self.logger.info("stopped")
     }
 
+    /// How many requests are being answered now (their connections busy); for graceful-stop checks.
+    public var requestsInFlight: Int { self.registry.busyCount }
+
     /// Every (method, route, status) the server has answered so far, for contract checks.
     public func servedResponses() -> Set<ServedResponse> {
         self.served.withLockedValue { $0 }
@@ -471,6 +474,11 @@ final class ConnectionRegistry: Sendable {
 
     var isShuttingDown: Bool {
         self.state.withLockedValue { $0.shuttingDown }
+    }
+
+    /// How many connections are answering a request now.
+    var busyCount: Int {
+        self.state.withLockedValue { $0.connections.values.filter(\.busy).count }
     }
 
     /// Enters shutdown and returns the idle connections, to be closed by the caller.
