@@ -75,6 +75,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var simulatedIntervalMillis = 1_500
     /// How long the simulated shopper takes to answer.
     public var simulatedAnswerMillis = 500
+    /// How long the simulated terminal waits for an offer after a payment before the next one.
+    public var simulatedOfferWaitMillis = 60_000
 
     /// Smallest amount offered credit, in minor units.
     public var minAmountMinor: Int64 = 10_000
@@ -314,6 +316,7 @@ extension AgentConfig {
         "terminal.simulated_payments": int(\.simulatedPayments, 0...1_000_000),
         "terminal.simulated_interval_ms": int(\.simulatedIntervalMillis, 0...3_600_000),
         "terminal.simulated_answer_ms": int(\.simulatedAnswerMillis, 0...600_000),
+        "terminal.simulated_offer_wait_ms": int(\.simulatedOfferWaitMillis, 100...3_600_000),
         "checkout.min_amount_minor": int64(\.minAmountMinor, 1...(1 << 50)),
         "checkout.max_amount_minor": int64(\.maxAmountMinor, 1...(1 << 50)),
         "checkout.currencies": str(\.currencies),

@@ -336,8 +336,9 @@ public final class AgentDaemon: Sendable {
                 throw ConfigError(source: "config", key: "terminal.simulated_scenario",
                                   message: "unknown scenario \(config.simulatedScenario) (one of \(TerminalScenario.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            let options = TerminalScenarioOptions(payments: config.simulatedPayments, promptDelay: .milliseconds(config.simulatedAnswerMillis),
+            var options = TerminalScenarioOptions(payments: config.simulatedPayments, promptDelay: .milliseconds(config.simulatedAnswerMillis),
                                                   paymentInterval: .milliseconds(config.simulatedIntervalMillis))
+            options.offerWait = .milliseconds(config.simulatedOfferWaitMillis)
             return try SimulatedTerminalPort(scenario: scenario, options: options, logger: log)
         default:
             return nil

@@ -61,7 +61,9 @@ public struct TerminalScenarioOptions: Sendable {
     public var payments: Int
     /// How long after a payment the terminal waits for the kiosk's prompt before it treats the
     /// payment as done without an offer (not eligible, offers suspended) and plays the next one.
-    public var offerWait: Duration = .seconds(10)
+    /// Long by default: on a starved host a kiosk may take seconds to prompt, and a terminal that
+    /// moved on too early would pay again in the middle of the kiosk's checkout.
+    public var offerWait: Duration = .seconds(60)
     /// How long the emulated shopper takes to answer a prompt.
     public var promptDelay: Duration
     /// Pause before the first payment (after the kiosk's first message) and between a prompt's

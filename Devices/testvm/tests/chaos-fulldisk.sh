@@ -43,6 +43,7 @@ simulated_scenario = "pay-confirm"
 simulated_payments = 100000
 simulated_interval_ms = 300
 simulated_answer_ms = 50
+simulated_offer_wait_ms = 2000
 [checkout]
 cooldown_s = 0
 [liveness]
