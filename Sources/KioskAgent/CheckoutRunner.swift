@@ -175,9 +175,22 @@ public final class CheckoutRunner: Sendable {
         var contacted: ObjectIdentifier?
         var serial = "unknown"
         var connected = false
+        // The link of the last exchange: what it received (and ACKed) before it went down is still
+        // the terminal's word. Found by test-checkout-usb: a payment queued while a checkout ran
+        // was lost with the link at an unplug, leaving a payment without a checkout.
+        var previous: TerminalLink?
         while !shouldStop {
             do {
                 let envelope = try port.withLink { link -> TerminalEnvelope? in
+                    if let old = previous, old !== link {
+                        if let queued = try? old.receive(timeout: .zero) {
+                            logger.notice("taking a message the previous terminal link received before it went down",
+                                          metadata: ["type": "\(queued.message.type)"])
+                            return queued
+                        }
+                        previous = nil
+                    }
+                    previous = link
                     if contacted != ObjectIdentifier(link) {
                         // First contact on this link: PING tells the terminal the kiosk is there
                         // and says which terminal it is.
