@@ -59,7 +59,7 @@ public enum AuthorizationSignatureError: Error, Sendable, Equatable, CustomStrin
 public struct AuthorizationSigner: Sendable {
     /// The private scalar (P256.Signing.PrivateKey is not `Sendable`; it is rebuilt per use).
     private let raw: Data
-    private var key: P256.Signing.PrivateKey {
+    var key: P256.Signing.PrivateKey {
         // `raw` came from a valid key, so this cannot fail.
         (try? P256.Signing.PrivateKey(rawRepresentation: raw)) ?? P256.Signing.PrivateKey()
     }

@@ -112,11 +112,11 @@ public struct ApplicationSealer: Sendable {
         var sender = try HPKE.Sender(recipientKey: recipient, ciphersuite: .Curve25519_SHA256_ChachaPoly,
                                      info: SealedEnvelope.info(for: id))
         let ciphertext = try sender.seal(payload, authenticating: Data(id.utf8))
-        let signature = try signer.signatureRecord(over: Data())  // key material only
+        let publicKey = signer.key.publicKey.x963Representation
         var envelope = SealedEnvelope(
             sealed: SealedEnvelope.version, id: id, algorithm: SealedEnvelope.algorithm,
             encapsulatedKey: sender.encapsulatedKey.base64EncodedString(), ciphertext: ciphertext.base64EncodedString(),
-            keyID: signature.keyID, publicKey: signature.publicKey, signature: nil)
+            keyID: AuthorizationSigner.keyID(of: publicKey), publicKey: publicKey.base64EncodedString(), signature: nil)
         envelope.signature = try signer.signatureRecord(over: envelope.signedBytes()).value
         return try CanonicalJSON.encode(envelope)
     }
@@ -171,7 +171,7 @@ public struct ApplicationOpener: Sendable {
 extension AuthorizationSigner {
     /// An ES256 signature over `bytes` with this key (key id, public key, DER value).
     func signatureRecord(over bytes: Data) throws -> AuthorizationSignature {
-        let key = try P256.Signing.PrivateKey(pemRepresentation: pemRepresentation)
+        let key = self.key
         let pub = key.publicKey.x963Representation
         let value = try key.signature(for: bytes).derRepresentation.base64EncodedString()
         return AuthorizationSignature(keyID: Self.keyID(of: pub), publicKey: pub.base64EncodedString(), value: value)
