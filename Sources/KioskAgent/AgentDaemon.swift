@@ -165,7 +165,11 @@ public final class AgentDaemon: Sendable {
         }
         try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        outbox = try Outbox(path: config.databasePath, limits: config.outboxLimits, logger: Logger(label: "kiosk.outbox"))
+        // Sealing on (a provisioned kiosk): checkouts are stored without what identifies the shopper.
+        let redactor = (config.sealingKeyFile ?? "").isEmpty ? nil
+            : try CheckoutRedactor.loadOrCreate(path: (config.stateDirectory as NSString).appendingPathComponent("redaction.salt"))
+        outbox = try Outbox(path: config.databasePath, limits: config.outboxLimits, redactor: redactor,
+                            logger: Logger(label: "kiosk.outbox"))
         if let aside = outbox.setAsideDatabasePath {
             logger.critical("the outbox database failed its integrity check and was set aside; running on a fresh one",
                             metadata: ["set_aside": "\(aside)"])
@@ -640,6 +644,8 @@ public final class AgentDaemon: Sendable {
             switch await writer.run({ Result { try outbox.record(id: id) } }) {
             case let .success(record?):
                 var s = Self.summary(record)
+                // A sealed row holds the envelope only: the agent itself cannot read it back.
+                s["sealed"] = SealedEnvelope.decodeIfSealed(record.payload) != nil
                 s["payload"] = String(decoding: record.payload, as: UTF8.self)
                 return reply(["ok": true, "item": s])
             case .success(nil): return reply(["ok": false, "error": "no application with id \(id)", "code": "not_found"])

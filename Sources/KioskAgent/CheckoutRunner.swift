@@ -249,7 +249,8 @@ public final class CheckoutRunner: Sendable {
     /// Runs one checkout to a final state. Never throws: failures close the checkout with a reason.
     func runCheckout(payment: Payment, serial: String) {
         var c = CheckoutMachine.start(payment: payment, terminalSerial: serial, at: Self.now())
-        let log = logger.with(["checkout": "\(c.id)", "transaction_ref": "\(payment.transactionRef)"])
+        // The checkout id only: the transaction reference identifies the shopper's payment.
+        let log = logger.with(["checkout": "\(c.id)"])
         // Asked first: on a full disk even the checkout's own record may not be writable.
         let suspended = offersSuspendedReason
         do {

@@ -27,6 +27,10 @@ public struct CentralConfiguration: Sendable {
     public var shutdownGracePeriod: Duration
     /// Device enrolment (a second listener without client certificates, and the issuing CA); off when `nil`.
     public var enrolment: EnrolmentConfiguration?
+    /// Whether plain (unsealed) payloads are rejected, `unsealed` (production: every kiosk seals).
+    public var requireSealed: Bool
+    /// A directory that receives each batch request body exactly as it arrived (audits, tests); off when `nil`.
+    public var captureDirectory: String?
 
     /// The contract's limit of items per batch request.
     public static let defaultMaxItemsPerBatch = 1_000
@@ -46,9 +50,13 @@ public struct CentralConfiguration: Sendable {
         maxItemsPerBatch: Int = CentralConfiguration.defaultMaxItemsPerBatch,
         maxBodyBytes: Int = CentralConfiguration.defaultMaxBodyBytes,
         shutdownGracePeriod: Duration = .seconds(5),
-        enrolment: EnrolmentConfiguration? = nil
+        enrolment: EnrolmentConfiguration? = nil,
+        requireSealed: Bool = false,
+        captureDirectory: String? = nil
     ) {
         self.enrolment = enrolment
+        self.requireSealed = requireSealed
+        self.captureDirectory = captureDirectory
         self.host = host
         self.port = port
         self.certificatePath = certificatePath

@@ -157,6 +157,7 @@ struct CentralRouter: Sendable {
     // MARK: Batch
 
     private func batch(_ request: CentralRequest) async -> CentralReply {
+        if let directory = self.configuration.captureDirectory { self.capture(request.body, in: directory) }
         let fault = self.injector.next()
         if let fault {
             self.logger.info("injecting fault", metadata: ["fault": "\(fault.rawValue)"])
@@ -210,7 +211,8 @@ struct CentralRouter: Sendable {
         let results: [ItemResult]
         do {
             results = try await self.store.ingest(
-                deviceID: batch.deviceID, items: batch.items, faultInjected: fault != nil)
+                deviceID: batch.deviceID, items: batch.items, faultInjected: fault != nil,
+                requireSealed: self.configuration.requireSealed)
         } catch {
             self.logger.error("storage failure", metadata: ["error": "\(error)"])
             return .error(.internalServerError, "storage failure")
@@ -236,6 +238,18 @@ struct CentralRouter: Sendable {
             break
         }
         return reply
+    }
+
+    /// Writes a batch body as it arrived to `directory/<monotonic ns>-<random>.json` (what went over the wire).
+    private func capture(_ body: ByteBuffer, in directory: String) {
+        let name = String(format: "%020llu-%@.json", DispatchTime.now().uptimeNanoseconds, String(UUID().uuidString.prefix(8)))
+        let url = URL(fileURLWithPath: directory).appendingPathComponent(name)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try Data(body.readableBytesView).write(to: url)
+        } catch {
+            self.logger.error("cannot capture a request body", metadata: ["path": "\(url.path)", "error": "\(error)"])
+        }
     }
 
     /// Why a batch request is refused as a whole.

@@ -205,7 +205,8 @@ public final class CentralStore: Sendable {
         deviceID: String,
         items: [BatchItem],
         faultInjected: Bool = false,
-        receivedAt: Date = Date()
+        receivedAt: Date = Date(),
+        requireSealed: Bool = false
     ) async throws(CentralStoreError) -> [ItemResult] {
         // Sealed items need central's key and the device's registered key: read them first.
         let opener = try await self.sealingOpener()
@@ -214,7 +215,7 @@ public final class CentralStore: Sendable {
         let verdicts = items.map { item -> (item: BatchItem, rejection: RejectionReason?, sealed: Bool) in
             switch Self.unseal(item, opener: opener, registeredKeys: registeredKeys) {
             case .refused(let reason): return (item, reason, true)
-            case .plain: return (item, Self.precheck(item), false)
+            case .plain: return (item, requireSealed ? .unsealed : Self.precheck(item), false)
             case .opened(let opened): return (opened, Self.precheck(opened), true)
             }
         }
@@ -343,6 +344,12 @@ public final class CentralStore: Sendable {
         }
         if let registeredKeys, !registeredKeys.contains(opened.devicePublicKeySHA256) {
             return .refused(.wrongDevice)
+        }
+        // The authorization inside must have been signed by the key that signed the envelope.
+        if let signer = (try? JSONDecoder().decode(SignedAuthorization.self, from: opened.payload))?.authorization.signature,
+           signer.publicKey != opened.devicePublicKey.base64EncodedString()
+        {
+            return .refused(.signerMismatch)
         }
         let plain = String(decoding: opened.payload, as: UTF8.self)
         return .opened(BatchItem(id: item.id, sequence: item.sequence, payloadSHA256: sha256Hex(plain), payload: plain))

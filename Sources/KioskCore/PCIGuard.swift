@@ -135,8 +135,10 @@ public enum PCIGuard {
         let skip = uuidRanges(in: b)
         var runs: [DigitRun] = []
         var i = 0
+        var next = 0  // the first UUID range not yet passed (ranges are ascending): linear in the input
         while i < b.count {
-            if let r = skip.first(where: { $0.contains(i) }) { i = r.upperBound; continue }
+            while next < skip.count, skip[next].upperBound <= i { next += 1 }
+            if next < skip.count, skip[next].contains(i) { i = skip[next].upperBound; continue }
             guard isDigit(b[i]) else { i += 1; continue }
             let start = i
             var digits: [UInt8] = []

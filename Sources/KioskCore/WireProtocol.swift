@@ -94,6 +94,11 @@ public struct RejectionReason: RawRepresentable, Codable, Sendable, Equatable, H
     public static let wrongDevice = RejectionReason(rawValue: "wrong_device")
     /// A sealed item whose id was stored earlier with different (opened) content.
     public static let replayed = RejectionReason(rawValue: "replayed")
+    /// A plain (unsealed) payload sent to a central that requires sealed applications.
+    public static let unsealed = RejectionReason(rawValue: "unsealed")
+    /// A sealed application whose authorization was signed by a key other than the one that
+    /// signed its envelope (a record lifted from one device and sealed by another).
+    public static let signerMismatch = RejectionReason(rawValue: "signer_mismatch")
 }
 
 /// The outcome of one item, in the order of the request's items.

@@ -16,6 +16,8 @@ public struct CorruptCheckout: Error, Sendable, Equatable, CustomStringConvertib
 
 /// Checkouts persisted beside the outbox, in the same SQLite database.
 ///
+/// With a ``CheckoutRedactor`` (sealing on) only the redacted checkout is ever written.
+///
 /// Every transition is a durable commit (`synchronous=FULL`), so a power cut never loses a
 /// confirmed consent; the transition to `enqueued` commits in the same transaction as the
 /// application's outbox row (``enqueue(id:payload:recording:now:)``), so there is never an
@@ -40,6 +42,7 @@ extension Outbox {
 
     /// Durably records a checkout's current state (insert or update), returning once it is on disk.
     public func saveCheckout(_ checkout: Checkout, now: Date = Date()) throws {
+        let checkout = redactor?.redact(checkout) ?? checkout
         let document = try Self.encodeCheckout(checkout)
         try PCIGuard.check(json: document)
         let nowMillis = Millis.from(now)
@@ -50,6 +53,7 @@ extension Outbox {
     /// transaction; returns the outbox sequence. The same refusals as ``enqueue(id:payload:now:)``
     /// apply, and on a refusal the checkout is not updated either.
     public func enqueue(id: String, payload: Data, recording checkout: Checkout, now: Date = Date()) throws -> Int64 {
+        let checkout = redactor?.redact(checkout) ?? checkout
         let document = try Self.encodeCheckout(checkout)
         try PCIGuard.check(json: document)
         let nowMillis = Millis.from(now)
@@ -90,7 +94,7 @@ extension Outbox {
     public func lastCheckoutStart(token: String, excluding: String? = nil) throws -> Date? {
         let millis = try read { db in
             try Int64.fetchOne(db, sql: "SELECT max(started_at) FROM checkout WHERE payment_token = ? AND id IS NOT ?",
-                               arguments: [token, excluding])
+                               arguments: [redactor?.tokenKey(token) ?? token, excluding])
         }
         return millis.map(Millis.date)
     }

@@ -21,6 +21,8 @@ public final class Outbox: Sendable {
     public let path: String
     /// Capacity limits enforced by ``enqueue(id:payload:now:)``.
     public let limits: OutboxLimits
+    /// Strips personal data from checkouts before they are stored (nil: stored as they are; development).
+    public let redactor: CheckoutRedactor?
     /// Non-nil when a corrupt database was renamed away at open; this is its new path.
     public let setAsideDatabasePath: String?
     /// Whether this instance owns the queue (holds `<path>.lock`); only the owner resets in-flight rows at open.
@@ -44,7 +46,9 @@ public final class Outbox: Sendable {
     /// `-wal`/`-shm` to `<path>.corrupt-<UTC timestamp>` (never deleting), logs an error, sets
     /// ``setAsideDatabasePath`` and starts on a fresh database. A non-owner throws instead
     /// (``OutboxError/sqlite(code:message:)`` with SQLITE_CORRUPT=11 or SQLITE_NOTADB=26).
-    public init(path: String, limits: OutboxLimits = .init(), logger: Logger = Logger(label: "kiosk.outbox")) throws {
+    public init(path: String, limits: OutboxLimits = .init(), redactor: CheckoutRedactor? = nil,
+                logger: Logger = Logger(label: "kiosk.outbox")) throws {
+        self.redactor = redactor
         self.path = path
         self.limits = limits
         self.logger = logger

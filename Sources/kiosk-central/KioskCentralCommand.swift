@@ -88,6 +88,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Flag(help: "Reject plain (unsealed) application payloads, reason unsealed (production).")
+    var requireSealed = false
+
+    @Option(help: "Write every batch request body, as it arrived, into this directory (audits, tests).")
+    var captureDir: String?
+
     func validate() throws {
         guard (0...1).contains(self.faultRate) else {
             throw ValidationError("--fault-rate must be within 0...1")
@@ -138,7 +144,9 @@ struct Serve: AsyncParsableCommand {
                 return EnrolmentConfiguration(
                     host: enrolHost, port: enrolPort, caCertificatePath: self.caCert ?? self.ca,
                     caKeyPath: self.caKey ?? "", certificateValidity: .seconds(self.certDays * 86_400))
-            }
+            },
+            requireSealed: self.requireSealed,
+            captureDirectory: self.captureDir
         )
         let server = try CentralServer(configuration: configuration, logger: logger)
         let service = CentralService(server: server, portFile: self.portFile, enrolPortFile: self.enrolPortFile)

@@ -2,6 +2,7 @@ import Foundation
 import KioskAgent
 import KioskCentral
 import KioskCore
+import Sync
 
 /// Paths and helpers shared by the end-to-end tests, which run the built binaries.
 enum Harness {
@@ -44,6 +45,25 @@ enum Harness {
         let (status, _, err) = try run("/bin/bash", [repoRoot.appendingPathComponent("Provisioning/dev-pki.sh").path, pki.path] + devices)
         guard status == 0 else { throw HarnessError("dev-pki.sh failed: \(err)") }
         return pki
+    }
+
+    /// Posts a batch with the agent's own sync settings (the Sync module's libcurl client).
+    static func postBatch(config path: String, _ batch: BatchRequest) async throws -> HTTPResponse {
+        let config = try AgentConfig.load(path: path, environment: [:])
+        let body = try JSONEncoder().encode(batch)
+        let http = config.syncConfiguration.http
+        let url = config.centralURL + "/v1/applications/batch"
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                do {
+                    let client = try CurlHTTPClient(configuration: http)
+                    continuation.resume(returning: try client.perform(
+                        method: "POST", url: url, headers: ["Content-Type: application/json"], body: body))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
     }
 
     /// Starts an in-process kiosk-central on 127.0.0.1 with an ephemeral port.
@@ -105,6 +125,14 @@ final class AgentProcess: @unchecked Sendable {
         \(extra)
         """
         try toml.write(to: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// An agent on an existing config file (one that `kioskctl provision` wrote, say).
+    init(dir: URL, existingConfig: URL, socketPath: String) {
+        self.dir = dir
+        configPath = existingConfig
+        self.socketPath = socketPath
+        logPath = dir.appendingPathComponent("agent.log")
     }
 
     /// Starts the agent and waits until its control socket answers.

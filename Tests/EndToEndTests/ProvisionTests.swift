@@ -35,25 +35,14 @@ import Testing
         }
     }
 
-    /// Sends one batch with the agent's own sync settings (the Sync module's libcurl client).
+    /// Sends one plain batch item with the agent's own sync settings.
     static func sync(config path: String, id: String) async throws -> HTTPResponse {
-        let config = try AgentConfig.load(path: path, environment: [:])
-        let body = try JSONEncoder().encode(
+        let payload = #"{"id":"\#(id)"}"#
+        return try await Harness.postBatch(
+            config: path,
             BatchRequest(
-                deviceID: config.deviceID, sentAt: "2026-12-02T05:00:00Z",
-                items: [BatchItem(id: id, sequence: 1, payloadSHA256: CentralStore.sha256Hex(#"{"id":"\#(id)"}"#), payload: #"{"id":"\#(id)"}"#)]))
-        let http = config.syncConfiguration.http
-        let url = config.centralURL + "/v1/applications/batch"
-        return try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                do {
-                    let client = try CurlHTTPClient(configuration: http)
-                    continuation.resume(returning: try client.perform(method: "POST", url: url, headers: ["Content-Type: application/json"], body: body))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-        }
+                deviceID: try AgentConfig.load(path: path, environment: [:]).deviceID, sentAt: "2026-12-02T05:00:00Z",
+                items: [BatchItem(id: id, sequence: 1, payloadSHA256: CentralStore.sha256Hex(payload), payload: payload)]))
     }
 
     static func json(_ text: String) -> [String: Any] {

@@ -44,7 +44,7 @@ struct ContractTests {
         }
         #expect(text.contains("enum: [accepted, duplicate, rejected]"))
         let reasons: [RejectionReason] = [.checksumMismatch, .invalidPayload, .badSignature, .conflict,
-                                        .badSeal, .wrongDevice, .replayed]
+                                        .badSeal, .wrongDevice, .replayed, .unsealed, .signerMismatch]
         #expect(text.contains("enum: [\(reasons.map(\.rawValue).joined(separator: ", "))]"))
         for kind in FaultKind.allCases {
             #expect(text.contains("`\(kind.rawValue)`"), "fault \(kind.rawValue) not documented")

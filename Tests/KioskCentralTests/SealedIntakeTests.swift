@@ -88,4 +88,45 @@ struct SealedIntakeTests {
             #expect(results.map(\.status) == [.rejected, .accepted])
         }
     }
+
+    @Test("an authorization signed by another key than the envelope's is signer_mismatch")
+    func authorizationSignedByAnotherKey() async throws {
+        try await withServer { server, curl in
+            let key = try await server.store.sealingPublicKey().base64EncodedString()
+            let device = AuthorizationSigner.generate()
+            var lifted = CreditApplication.sample(deviceID: TestPKI.deviceA)
+            lifted.authorization = try AuthorizationSigner.generate().sign(lifted.authorization)  // signed elsewhere
+            var own = CreditApplication.sample(deviceID: TestPKI.deviceA)
+            own.authorization = try device.sign(own.authorization)
+            let items = [try Self.sealedItem(lifted, sealingKey: key, signer: device),
+                         try Self.sealedItem(own, sealingKey: key, signer: device, sequence: 2)]
+            let response = try await curl.perform(.post("/v1/applications/batch", try batchBody(items)))
+            #expect(response.status == 200, "\(response.body)")
+            let results = try response.decode(BatchResponse.self).results
+            #expect(results.map(\.status) == [.rejected, .accepted])
+            #expect(results.map(\.reason) == [.signerMismatch, nil])
+            #expect(try await server.store.application(id: lifted.id) == nil)
+        }
+    }
+
+    @Test("with requireSealed a plain item is rejected unsealed and a sealed one accepted; bodies are captured as sent")
+    func requireSealedAndCapture() async throws {
+        let capture = try makeTemporaryDirectory("kiosk-central-capture")
+        defer { try? FileManager.default.removeItem(at: capture) }
+        try await withServer(requireSealed: true, captureDirectory: capture.path) { server, curl in
+            let key = try await server.store.sealingPublicKey().base64EncodedString()
+            let sealed = try Self.sealedItem(CreditApplication.sample(deviceID: TestPKI.deviceA), sealingKey: key,
+                                             signer: .generate(), sequence: 2)
+            let body = try batchBody([KioskCentralTests.item("plain-1"), sealed])
+            let response = try await curl.perform(.post("/v1/applications/batch", body))
+            #expect(response.status == 200, "\(response.body)")
+            let results = try response.decode(BatchResponse.self).results
+            #expect(results.map(\.reason) == [.unsealed, nil])
+            #expect(try await server.store.application(id: "plain-1") == nil)
+            let files = try FileManager.default.contentsOfDirectory(atPath: capture.path)
+            #expect(files.count == 1)
+            let captured = try Data(contentsOf: capture.appendingPathComponent(try #require(files.first)))
+            #expect(captured == Data(body.utf8))
+        }
+    }
 }

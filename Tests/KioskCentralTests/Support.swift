@@ -254,6 +254,8 @@ func withServer<T>(
     faults: FaultConfiguration = .none,
     databasePath: String? = nil,
     enrolment: Bool = false,
+    requireSealed: Bool = false,
+    captureDirectory: String? = nil,
     _ body: (CentralServer, Curl) async throws -> T
 ) async throws -> T {
     let pki = try await TestPKI.shared()
@@ -269,7 +271,9 @@ func withServer<T>(
         faults: faults,
         enrolment: enrolment
             ? EnrolmentConfiguration(caCertificatePath: pki.caPath, caKeyPath: pki.directory.appendingPathComponent("ca.key").path)
-            : nil
+            : nil,
+        requireSealed: requireSealed,
+        captureDirectory: captureDirectory
     )
     var logger = Logger(label: "kiosk-central-test")
     logger.logLevel = .warning

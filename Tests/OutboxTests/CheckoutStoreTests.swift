@@ -149,3 +149,38 @@ struct CheckoutTestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
 }
+
+extension CheckoutStoreTests {
+    @Test func withARedactorNothingIdentifyingTheShopperIsStoredAndTheCoolDownStillWorks() throws {
+        try withTempDir { dir in
+            let saltPath = dir.url.appendingPathComponent("redaction.salt").path
+            let redactor = try CheckoutRedactor.loadOrCreate(path: saltPath)
+            #expect(try permissions(saltPath) == 0o600)
+            #expect(try CheckoutRedactor.loadOrCreate(path: saltPath) == redactor, "the salt is kept")
+            let outbox = try Outbox(path: dir.dbPath, redactor: redactor)
+            var (c, app) = try Self.confirmed(token: "tok-secret-77")
+            _ = app
+            c.liveness = LivenessResult(decision: .pass, score: 0.9, checks: [.init(name: "blink", value: 0.8, threshold: 0.5, passed: true)])
+            try outbox.saveCheckout(c)
+            let enqueued = try CheckoutMachine.apply(.applicationEnqueued(id: app.id, at: Self.ts(5)), to: c, context: Self.context).0
+            _ = try outbox.enqueue(id: app.id, payload: Data("{\"sealed\":1}".utf8), recording: enqueued)
+
+            let stored = try #require(try outbox.checkout(id: c.id))
+            #expect(stored.state == enqueued.state)
+            #expect(stored.payment.amountMinor == 129_900)
+            #expect(stored.liveness?.decision == .pass && stored.liveness?.checks == [])
+            #expect(try outbox.checkout(id: c.id).map(redactor.redact) == stored, "redaction is idempotent")
+            let raw = try rawConnection(dir.dbPath, readonly: true).read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM checkout").map { "\($0)" }.joined()
+            }
+            for secret in ["tok-secret-77", "411111******1111", "TX-1", "\"A1\"", "blink"] {
+                #expect(!raw.contains(secret), "\(secret) stored in clear")
+            }
+            // The cool-down looks the token up by its hash.
+            #expect(try outbox.lastCheckoutStart(token: "tok-secret-77") != nil)
+            #expect(try outbox.lastCheckoutStart(token: "tok-other") == nil)
+            // Another kiosk (another salt) hashes the same token differently.
+            #expect(CheckoutRedactor(salt: Data(repeating: 7, count: 32)).tokenKey("tok-secret-77") != redactor.tokenKey("tok-secret-77"))
+        }
+    }
+}
