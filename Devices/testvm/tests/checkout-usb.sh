@@ -113,8 +113,16 @@ done
 t1=$(vm_uptime_cs)
 "$BIN/kioskctl" status --socket "$W/control.sock"
 kill "$WATCH" 2>/dev/null
+# kioskctl doctor on the real USB terminal: through the running agent, then (agent stopped) directly over libusb.
+"$BIN/kioskctl" doctor --config "$W/agent.toml" --json --timeout 10 >"$W/doctor-agent.json" 2>"$W/doctor-agent.err"
 kill -TERM "$AGENT"; wait "$AGENT"; agent_rc=$?
+"$BIN/kioskctl" doctor --config "$W/agent.toml" --json --timeout 10 >"$W/doctor-usb.json" 2>"$W/doctor-usb.err"
 kill "$EMU" 2>/dev/null; wait "$EMU" 2>/dev/null
+doctor_terminal() { # FILE: the terminal check's "status message"
+    python3 -c 'import json,sys; r=[c for c in json.load(open(sys.argv[1])) if c["check"]=="terminal"]; print(r[0]["status"], r[0]["message"]) if r else print("none")' "$1" 2>&1
+}
+vm_note "doctor, agent running: $(doctor_terminal "$W/doctor-agent.json")"
+vm_note "doctor, agent stopped: $(doctor_terminal "$W/doctor-usb.json")"
 kill -TERM "$CENTRAL"; wait "$CENTRAL" 2>/dev/null
 
 DB=$W/state/outbox.sqlite
@@ -150,6 +158,9 @@ check unplug-abandons-at-most-two test "$abandoned" -le 2
 check outbox-integrity test "$(q 'PRAGMA integrity_check')" = ok
 check no-full-pan-in-db vm_expect_fail grep -aq 4111111111111111 "$DB"
 check watch-saw-transitions grep -q completed "$W/watch.log"
+doctor_says() { doctor_terminal "$1" | grep -q "$2"; }
+check doctor-terminal-through-agent doctor_says "$W/doctor-agent.json" '^OK answered PING through kiosk-agent'
+check doctor-terminal-over-libusb doctor_says "$W/doctor-usb.json" "^OK .*serial $SERIAL"
 cp "$W"/*.log "$W/agent.toml" /work-share/ 2>/dev/null
 echo "FIGURES checkout-usb: $payments payments -> $completed applications at central (declined $declined, timed out $timedout, abandoned by unplug $abandoned) in $secs s"
 [ "$failed" = 0 ] || { echo "--- agent log (tail)"; tail -n 60 "$W/agent.log"; echo "--- emulator log (tail)"; tail -n 40 "$EMU_LOG"; cat "$W/central-q.err"; }

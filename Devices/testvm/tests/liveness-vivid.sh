@@ -72,6 +72,7 @@ TOML
         case "$state" in completed | liveness_failed | ineligible | abandoned | declined | timed_out) break ;; esac
     done
     "$BIN/kioskctl" status --socket "$W/control.sock" >"$W/status.txt" 2>&1
+    "$BIN/kioskctl" doctor --config "$W/agent.toml" --json --timeout 10 >"$W/doctor.json" 2>"$W/doctor.err"
     "$BIN/kioskctl" checkouts --socket "$W/control.sock" --json >"$W/checkouts.json" 2>/dev/null
     "$BIN/kioskctl" queue list --socket "$W/control.sock" --json >"$W/queue.json" 2>/dev/null
     kill -TERM $agent
@@ -112,11 +113,21 @@ camera_status() {
         echo "OK camera-status: $(grep camera /run/lv-live/status.txt)" ||
         { cat /run/lv-live/status.txt; echo "FAIL camera-status: not streaming"; return 1; }
 }
+doctor_camera() { # kioskctl doctor's camera check while the agent streams from vivid
+    python3 - /run/lv-live/doctor.json <<'PY'
+import json, sys
+r = [c for c in json.load(open(sys.argv[1])) if c["check"] == "camera"]
+ok = bool(r) and r[0]["status"] == "OK" and "delivering frames" in r[0]["message"]
+print("%s doctor camera: %s" % ("OK" if ok else "FAIL", r[0] if r else "no camera check"))
+sys.exit(0 if ok else 1)
+PY
+}
 KINDS=${3:-live static print}
 check live-passes live
 case " $KINDS " in *" static "*) check static-fails still ;; esac
 case " $KINDS " in *" print "*) check print-fails printed ;; esac
 check camera-status camera_status
+check doctor-camera doctor_camera
 
 vm_log "results:"
 cat "$VM_RESULTS"
