@@ -21,9 +21,10 @@
 # memory and fds are bounded: RSS mean of the last quarter <= mean of the second quarter + 8 MiB,
 # fds max <= warm-up max + 4; the WAL is bounded (checkpointing works: its largest size after the
 # warm-up within the warm-up's largest + 1 MiB, or under 8 MiB) and emptied by the graceful stop.
-# The main database grows with the synced rows and checkouts kept for
-# outbox.retention_synced_hours (72 h by default; the purge runs hourly, so not within a soak):
-# that is reported per application, not judged.
+# The main database grows with the synced rows kept for outbox.retention_synced_hours (72 h by
+# default; the purge runs hourly, so not within a soak) and with the final checkouts' rows (no
+# purge in the agent calls Outbox.purgeCheckouts yet): reported per application, per checkout and
+# per table, not judged.
 # Prints "CHAOS-ROW soak MINUTES ACCEPTED AT_CENTRAL LOST DUPLICATED -" last.
 # CHAOS_BIN=DIR uses prebuilt binaries from DIR instead of `swift build` + a snapshot.
 set -uo pipefail
@@ -259,10 +260,15 @@ if rows:
     # growth is told per row from the checkpointed file after the stop, not judged per quarter.
     payload = agent.execute("SELECT coalesce(avg(payload_size), 0) FROM outbox").fetchone()[0]
     document = agent.execute("SELECT coalesce(avg(length(document)), 0) FROM checkout").fetchone()[0]
-    print("soak: database after the stop: %d B for %d applications and %d checkouts kept (retention): %.0f B per application,"
+    print("soak: database after the stop: %d B for the %d applications and %d checkouts it keeps: %.0f B per application,"
           " %.0f B per checkout; average payload %.0f B, checkout document %.0f B" % (
         db_after, len(outbox), len(checkouts), db_after / max(1, len(outbox)), db_after / max(1, len(checkouts)), payload, document),
         file=sys.stderr)
+    try:  # where the bytes are (dbstat is missing from some SQLite builds)
+        tables = agent.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+        print("soak: database by table and index: %s" % ", ".join("%s %d" % t for t in tables[:8]), file=sys.stderr)
+    except sqlite3.Error:
+        pass
     print("soak: agent CPU: %.0f s over %d s (%.0f%% of one core)" % (last["cpu_ms"] / 1000, dur, last["cpu_ms"] / 10 / dur if dur else 0), file=sys.stderr)
     print("soak: central RSS MiB: %s" % fig("central_rss_kib", 1024, "%.1f"), file=sys.stderr)
 
