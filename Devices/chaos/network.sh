@@ -16,6 +16,7 @@
 # stays within 8 MiB of the first third's peak), open file descriptors flat.
 # Prints "CHAOS-ROW network RUNS ACCEPTED AT_CENTRAL LOST DUPLICATED MAX_RECOVERY_S" last
 # (RUNS = faults injected; recovery = the longest stretch with pending work and no success).
+# CHAOS_BIN=DIR uses prebuilt binaries from DIR instead of `swift build` + a snapshot.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -24,10 +25,12 @@ PAYMENTS=${1:-400}
 MIN_FAULTS=${2:-200}
 say() { echo "network: $*" >&2; }
 
+# shellcheck source=Devices/chaos/lib.sh
+. "$HERE/lib.sh"
+
 mkdir -p .cache/chaos
-swift build >.cache/chaos/network-build.log 2>&1 || { tail -n 30 .cache/chaos/network-build.log; say "build failed"; exit 1; }
-BIN=$REPO/.build/debug
 WORK=$(mktemp -d "$REPO/.cache/chaos/network.XXXXXX")
+chaos_binaries network "$WORK/bin" || exit 1
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-net-0001 >/dev/null || exit 1
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
@@ -94,7 +97,7 @@ t0=$(date +%s)
 while :; do
     sleep 2
     kill -0 $AGENT 2>/dev/null || { tail -n 30 "$WORK/agent.log"; say "the agent died"; exit 1; }
-    echo "$(($(date +%s) - t0)) $(awk '/^VmRSS/ {print $2}' /proc/$AGENT/status) $(ls /proc/$AGENT/fd | wc -l)" >>"$WORK/rss"
+    echo "$(($(date +%s) - t0)) $(proc_rss_kib $AGENT) $(proc_fds $AGENT)" >>"$WORK/rss"
     done_checkouts=$(q "SELECT count(*) FROM checkout WHERE is_final = 1")
     unsynced=$(q "SELECT count(*) FROM outbox WHERE state != 'synced'")
     f=$(faults 2>/dev/null || echo 0)
