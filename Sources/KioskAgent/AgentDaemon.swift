@@ -69,7 +69,8 @@ struct LifecycleNotifierService: Service {
     }
 }
 
-/// Purges synced rows older than the retention period, hourly.
+/// Purges synced rows and final checkouts older than the retention period, hourly (an unsynced
+/// application is never purged; a checkout still open is never purged).
 struct RetentionService: Service {
     let outbox: Outbox
     let retention: TimeInterval
@@ -83,9 +84,13 @@ struct RetentionService: Service {
         while !Task.isCancelled {
             let outbox = self.outbox
             let cutoff = Date().addingTimeInterval(-retention)
-            let purged = await executor.run { Result { try outbox.purgeSynced(olderThan: cutoff) } }
+            let purged = await executor.run {
+                Result { (try outbox.purgeSynced(olderThan: cutoff), try outbox.purgeCheckouts(olderThan: cutoff)) }
+            }
             switch purged {
-            case let .success(n) where n > 0: logger.info("purged synced applications", metadata: ["count": "\(n)"])
+            case let .success((applications, checkouts)) where applications + checkouts > 0:
+                logger.info("purged synced applications and final checkouts",
+                            metadata: ["applications": "\(applications)", "checkouts": "\(checkouts)"])
             case let .failure(e): logger.error("retention purge failed", metadata: ["error": "\(e)"])
             default: break
             }

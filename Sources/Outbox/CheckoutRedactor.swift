@@ -24,10 +24,15 @@ public struct CheckoutRedactor: Sendable, Equatable {
         self.salt = salt
     }
 
-    /// The hashed form of a payment token, as stored and as looked up for the cool-down.
+    /// The hashed form of a payment token (`sha256:` and 32 letters), as stored and as looked up for the cool-down.
     public func tokenKey(_ token: String) -> String {
         if token.hasPrefix(Self.tokenPrefix) { return token }
-        return Self.tokenPrefix + String(sha256Hex(salt + Data(token.utf8)).prefix(32))
+        // Letters only (hex digits spelled a–p): a digit run in a hash could pass Luhn and make
+        // the PAN guard refuse the kiosk's own record.
+        let letters = Array("abcdefghijklmnop")
+        return Self.tokenPrefix + String(sha256Hex(salt + Data(token.utf8)).prefix(32).map { c in
+            letters[Int(String(c), radix: 16) ?? 0]
+        })
     }
 
     /// The checkout as it may be stored.

@@ -198,16 +198,42 @@ public final class Outbox: Sendable {
     /// the head row when it is due. A row whose payload fails its SHA-256 check is moved to the quarantine
     /// (logged at error level) and the walk continues with the next row.
     public func nextBatch(limit: Int, maxBytes: Int, now: Date = Date()) throws -> [OutboxRecord] {
+        try nextBatch(limit: limit, maxBytes: maxBytes, now: now, following: nil)
+    }
+
+    /// The batch that follows the one in flight, whose last row is `sequence`, marked in flight:
+    /// the sync reads it while the current batch is being posted, and posts it only once the
+    /// current one is acknowledged (``release(ids:)`` hands it back otherwise).
+    ///
+    /// Empty when a pending row comes before `sequence` (that row must be delivered first) or the
+    /// next pending row is not due yet; otherwise as ``nextBatch(limit:maxBytes:now:)``.
+    public func nextBatch(limit: Int, maxBytes: Int, now: Date = Date(), following sequence: Int64) throws -> [OutboxRecord] {
+        try nextBatch(limit: limit, maxBytes: maxBytes, now: now, following: Optional(sequence))
+    }
+
+    private func nextBatch(limit: Int, maxBytes: Int, now: Date, following: Int64?) throws -> [OutboxRecord] {
         guard limit > 0 else { return [] }
         let nowMillis = Millis.from(now)
         do {
             let (batch, quarantined) = try perform(.immediate, durable: false) { db -> ([OutboxRecord], [(sequence: Int64, id: String, reason: String)]) in
-                let bound = try Int64.fetchOne(db.cachedStatement(sql: Self.inFlightHeadSQL)) ?? Int64.max
                 var batch: [OutboxRecord] = []
                 var quarantine: [(sequence: Int64, id: String, reason: String)] = []
                 var bytes = 0
+                let statement: Statement
+                let arguments: StatementArguments
+                if let following {
+                    if try Bool.fetchOne(db.cachedStatement(sql: Self.pendingBeforeSQL), arguments: [following]) ?? false {
+                        return ([], [])
+                    }
+                    statement = try db.cachedStatement(sql: Self.pendingAfterSQL)
+                    arguments = [following]
+                } else {
+                    let bound = try Int64.fetchOne(db.cachedStatement(sql: Self.inFlightHeadSQL)) ?? Int64.max
+                    statement = try db.cachedStatement(sql: Self.pendingScanSQL)
+                    arguments = [bound]
+                }
                 do {
-                    let rows = try Row.fetchCursor(db.cachedStatement(sql: Self.pendingScanSQL), arguments: [bound])
+                    let rows = try Row.fetchCursor(statement, arguments: arguments)
                     while let row = try rows.next() {
                         let sequence: Int64 = try row.decode(atIndex: 0)
                         let record: OutboxRecord
@@ -257,6 +283,16 @@ public final class Outbox: Sendable {
             return batch
         } catch {
             throw Self.mapError(error)
+        }
+    }
+
+    /// Hands in-flight rows back as `pending`, attempts and due time unchanged: a batch read ahead
+    /// that was never sent (``nextBatch(limit:maxBytes:now:following:)``).
+    public func release(ids: [String]) throws {
+        guard !ids.isEmpty else { return }
+        try write(durable: false) { db in
+            let update = try db.cachedStatement(sql: "UPDATE outbox SET state = 'pending' WHERE id = ? AND state = 'in_flight'")
+            for id in ids { try update.execute(arguments: [id]) }
         }
     }
 
@@ -485,6 +521,14 @@ public final class Outbox: Sendable {
 
     /// Lowest in-flight sequence: `nextBatch` never hands out rows behind it.
     static let inFlightHeadSQL = "SELECT sequence FROM outbox WHERE state = 'in_flight' ORDER BY sequence LIMIT 1"
+
+    /// Whether a pending row comes before a sequence.
+    static let pendingBeforeSQL = "SELECT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending' AND sequence < ?)"
+
+    /// Pending rows after a sequence, in delivery order.
+    static let pendingAfterSQL = """
+        SELECT \(recordColumns) FROM outbox WHERE state = 'pending' AND sequence > ? ORDER BY sequence
+        """
 
     /// Pending rows before a bound, in delivery order (a range scan of `outbox_state_sequence`, no sort).
     static let pendingScanSQL = """

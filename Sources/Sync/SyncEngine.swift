@@ -115,20 +115,45 @@ public final class SyncEngine: Sendable {
     /// (used when the network comes back).
     public func syncOnce(now: Date = Date(), ignoreBackoff: Bool = false) -> SyncOutcome {
         let limit = state.withLock { $0.batchLimit }
-        let batch: [OutboxRecord]
-        do {
-            batch = try outbox.nextBatch(limit: limit, maxBytes: configuration.batchMaxBytes,
-                                         now: ignoreBackoff ? .distantFuture : now)
-        } catch {
-            logger.error("outbox read failed", metadata: ["error": "\(error)"])
-            return fail(ids: [], error: "outbox: \(error)", retryAfter: nil, now: now)
+        let due = ignoreBackoff ? Date.distantFuture : now
+        var batch = readAhead.withLock { held in
+            defer { held = nil }
+            return held
         }
-        guard !batch.isEmpty else { return .idle }
+        if batch == nil {
+            let records: [OutboxRecord]
+            do {
+                records = try outbox.nextBatch(limit: limit, maxBytes: configuration.batchMaxBytes, now: due)
+            } catch {
+                logger.error("outbox read failed", metadata: ["error": "\(error)"])
+                return fail(ids: [], error: "outbox: \(error)", retryAfter: nil, now: now)
+            }
+            guard !records.isEmpty else { return .idle }
+            do {
+                batch = try PreparedBatch(records, deviceID: configuration.deviceID, now: now)
+            } catch {
+                return fail(ids: records.map(\.id), error: "cannot encode the batch: \(error)", retryAfter: nil, now: now)
+            }
+        }
+        guard let batch, !batch.records.isEmpty else { return .idle }
         state.withLock { $0.status.lastAttemptAt = now }
-        let ids = batch.map(\.id)
+        let ids = batch.records.map(\.id)
+        // A full batch suggests a backlog: read and encode the next one while this one is posted.
+        let next = batch.records.count >= limit ? ReadAhead.start { [outbox, configuration] in
+            let records = try outbox.nextBatch(limit: limit, maxBytes: configuration.batchMaxBytes, now: due,
+                                               following: batch.records[batch.records.count - 1].sequence)
+            return records.isEmpty ? nil : try PreparedBatch(records, deviceID: configuration.deviceID, now: now)
+        } : nil
         do {
-            let response = try post(batch: batch, now: now)
-            try apply(response, to: batch, now: now)
+            let response: BatchResponse
+            do {
+                response = try post(batch, now: now)
+                try apply(response, to: batch.records, now: now)
+            } catch {
+                self.release(next?.wait())
+                throw error
+            }
+            readAhead.withLock { $0 = next?.wait() }
             let previousFailures = state.withLock { $0.status.consecutiveFailures }
             if previousFailures > 0 {
                 logger.notice("sync recovered", metadata: ["after_failures": "\(previousFailures)"])
@@ -141,12 +166,12 @@ public final class SyncEngine: Sendable {
                 $0.status.batches += 1
                 $0.batchLimit = min(configuration.batchSize, max(1, $0.batchLimit * 2))
             }
-            return .delivered(batch.count)
+            return .delivered(batch.records.count)
         } catch let error as SyncProtocolError {
             if case .httpStatus(413, _) = error {
                 let newLimit = state.withLock { s -> Int in s.batchLimit = max(1, s.batchLimit / 2); return s.batchLimit }
                 logger.warning("central refused the batch as too large; halving", metadata: ["batch_limit": "\(newLimit)"])
-                if batch.count > 1 {
+                if batch.records.count > 1 {
                     do { try outbox.markFailed(ids: ids, error: "\(error)", nextAttemptAt: now) } catch {}
                     return .failed(.zero)
                 }
@@ -162,6 +187,25 @@ public final class SyncEngine: Sendable {
     }
 
     private let lastRetryAfter = Mutex<Duration?>(nil)
+
+    /// The next batch, read ahead while the previous one was posted (its rows are in flight).
+    private let readAhead = Mutex<PreparedBatch?>(nil)
+
+    /// Hands a read-ahead batch that will not be sent now back to the outbox.
+    private func release(_ batch: PreparedBatch?) {
+        guard let batch else { return }
+        do { try outbox.release(ids: batch.records.map(\.id)) } catch {
+            logger.error("could not hand a read-ahead batch back; it is resent after a restart", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Hands back the read-ahead batch, if any (the service stops, or the network went away).
+    public func releaseReadAhead() {
+        release(readAhead.withLock { held in
+            defer { held = nil }
+            return held
+        })
+    }
 
     private func fail(ids: [String], error: String, retryAfter: Duration?, now: Date) -> SyncOutcome {
         var rng = SystemRandomNumberGenerator()
@@ -185,15 +229,16 @@ public final class SyncEngine: Sendable {
         return .failed(delay)
     }
 
-    private func post(batch: [OutboxRecord], now: Date) throws -> BatchResponse {
-        let body = try Self.requestBody(deviceID: configuration.deviceID, batch: batch, now: now)
+    private func post(_ batch: PreparedBatch, now: Date) throws -> BatchResponse {
+        let body = batch.body
+        let first = batch.records[0].id, last = batch.records[batch.records.count - 1].id
         let response = try client.withLock { c -> HTTPResponse in
             if c == nil { c = try CurlHTTPClient(configuration: configuration.http) }
             do {
                 return try c!.perform(
                     method: "POST", url: configuration.centralURL + "/v1/applications/batch",
                     headers: ["Content-Type: application/json", "Accept: application/json",
-                              "Idempotency-Key: \(batch.first!.id)..\(batch.last!.id)"],
+                              "Idempotency-Key: \(first)..\(last)"],
                     body: body)
             } catch {
                 c = nil  // drop the handle and its connection after a transport error
@@ -256,5 +301,44 @@ public final class SyncEngine: Sendable {
             $0.status.rejected += rejected
         }
         logger.debug("batch synced", metadata: ["accepted": "\(accepted)", "duplicate": "\(duplicates)", "rejected": "\(rejected)"])
+    }
+}
+
+/// Outbox rows and the request body that carries them.
+struct PreparedBatch: Sendable {
+    /// The rows, in flight, in delivery order.
+    var records: [OutboxRecord]
+    /// `POST /v1/applications/batch` body for them.
+    var body: Data
+
+    init(_ records: [OutboxRecord], deviceID: String, now: Date) throws {
+        self.records = records
+        self.body = try SyncEngine.requestBody(deviceID: deviceID, batch: records, now: now)
+    }
+}
+
+/// Work run on its own thread (never the cooperative pool) while the caller does something else.
+final class ReadAhead: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: PreparedBatch?  // written before `done` is signalled, read after
+
+    /// Starts `work`; an error there means no read-ahead batch (the next call reads it again).
+    static func start(_ work: @escaping @Sendable () throws -> PreparedBatch?) -> ReadAhead {
+        let r = ReadAhead()
+        Thread.detachNewThread {
+            r.result = try? work()
+            r.done.signal()
+        }
+        return r
+    }
+
+    /// Waits for the work and returns its batch (once; later calls return nil at once).
+    func wait() -> PreparedBatch? {
+        done.wait()
+        defer {
+            result = nil
+            done.signal()
+        }
+        return result
     }
 }

@@ -113,6 +113,8 @@ public final class SyncService: Service, Sendable {
     public func run() async throws {
         logger.info("sync loop started")
         await cancelWhenGracefulShutdown { await self.loop() }
+        let engine = self.engine
+        await executor.run { engine.releaseReadAhead() }
         logger.info("sync loop stopped")
     }
 

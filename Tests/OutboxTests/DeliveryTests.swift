@@ -31,6 +31,34 @@ struct DeliveryTests {
         }
     }
 
+    @Test("A batch read ahead follows the one in flight, never overtakes a due retry, and is handed back untouched")
+    func readAhead() throws {
+        try withTempDir { dir in
+            let outbox = try Outbox(path: dir.dbPath, logger: quietLogger)
+            for index in 0 ..< 10 { _ = try outbox.enqueue(id: "app-\(index)", payload: payload("app-\(index)"), now: t0) }
+            let first = try outbox.nextBatch(limit: 3, maxBytes: 1 << 20, now: t0)
+            // The plain read hands out nothing behind an in-flight batch; the read-ahead does.
+            #expect(try outbox.nextBatch(limit: 3, maxBytes: 1 << 20, now: t0).isEmpty)
+            let second = try outbox.nextBatch(limit: 3, maxBytes: 1 << 20, now: t0, following: try #require(first.last).sequence)
+            #expect(second.map(\.id) == ["app-3", "app-4", "app-5"])
+            #expect(try outbox.record(id: "app-4")?.state == .inFlight)
+
+            // The first batch failed: the read-ahead goes back as it was (no attempt counted)...
+            try outbox.markFailed(ids: first.map(\.id), error: "HTTP 503", nextAttemptAt: t0)
+            try outbox.release(ids: second.map(\.id))
+            let released = try #require(try outbox.record(id: "app-4"))
+            #expect(released.state == .pending && released.attempts == 0 && released.lastError == nil)
+            // ...and no read-ahead passes a pending row that must go first.
+            #expect(try outbox.nextBatch(limit: 3, maxBytes: 1 << 20, now: t0, following: 5).isEmpty)
+            // The next plain read starts again at the head, in order.
+            #expect(try outbox.nextBatch(limit: 10, maxBytes: 1 << 20, now: t0).map(\.id) == (0 ..< 10).map { "app-\($0)" })
+            // Release never touches a synced row.
+            try outbox.markSynced(ids: ["app-0"], now: t0)
+            try outbox.release(ids: ["app-0"])
+            #expect(try outbox.record(id: "app-0")?.state == .synced)
+        }
+    }
+
     @Test("Enqueue stores the documented fields")
     func enqueuedRecord() throws {
         try withTempDir { dir in
