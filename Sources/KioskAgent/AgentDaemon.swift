@@ -416,6 +416,11 @@ public final class AgentDaemon: Sendable {
         } else {
             logger.warning("sync.url is empty: applications are queued but not sent")
         }
+        // Before the checkout loop: services stop in reverse order, so the camera keeps
+        // delivering frames until the checkout in progress is closed.
+        if let camera {
+            services.append(.init(service: camera))
+        }
         if let terminal, let checkouts {
             // Devices are enumerated before READY=1 (a terminal already plugged in is opened now).
             try terminal.start()
@@ -428,9 +433,6 @@ public final class AgentDaemon: Sendable {
         }
         if let screen {
             services.append(.init(service: ShopperScreenService(server: screen, bus: events, logger: Logger(label: "kiosk.screen"))))
-        }
-        if let camera {
-            services.append(.init(service: camera))
         }
         let events = self.events
         let control = ControlService(path: config.controlSocket, group: config.controlGroup, logger: Logger(label: "kiosk.control"),

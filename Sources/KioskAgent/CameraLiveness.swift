@@ -164,6 +164,11 @@ public final class CameraLivenessStep: LivenessStep {
 
     /// Runs one session on live frames.
     public func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
+        check(checkout: checkout, guide: guide, isStopping: { false })
+    }
+
+    /// Runs one session on live frames, ending early when `isStopping` turns true.
+    public func check(checkout: Checkout, guide: (String) -> Void, isStopping: () -> Bool) -> LivenessResult {
         var session = engine.makeSession()
         preview?.sessionStarted()
         defer { preview?.sessionEnded() }
@@ -177,7 +182,7 @@ public final class CameraLivenessStep: LivenessStep {
         var seen = slot.frameCount
         var frames = 0
         bus.publish("liveness", ["checkout_id": checkout.id, "state": "started", "challenge": session.challenge.rawValue])
-        while elapsed() < timeLimit {
+        while elapsed() < timeLimit, !isStopping() {
             guard let (frame, n) = slot.next(after: seen, timeout: 1) else {
                 if !supervisor.status.isAvailable { break }
                 continue

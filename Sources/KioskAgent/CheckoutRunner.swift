@@ -11,6 +11,9 @@ public protocol LivenessStep: Sendable {
     /// Runs the check for `checkout` (blocking, on the checkout thread); `guide` shows the shopper
     /// an instruction (on the terminal's display and the screen).
     func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult
+    /// As ``check(checkout:guide:)``, ending early (inconclusive) once `isStopping` says the agent
+    /// is shutting down.
+    func check(checkout: Checkout, guide: (String) -> Void, isStopping: () -> Bool) -> LivenessResult
     /// Why the check cannot run now (camera unavailable); nil when it can. While it is non-nil
     /// and liveness is required, no credit is offered.
     var unavailableReason: String? { get }
@@ -19,6 +22,10 @@ public protocol LivenessStep: Sendable {
 extension LivenessStep {
     /// Available by default.
     public var unavailableReason: String? { nil }
+    /// A step that returns promptly anyway ignores `isStopping`.
+    public func check(checkout: Checkout, guide: (String) -> Void, isStopping: () -> Bool) -> LivenessResult {
+        check(checkout: checkout, guide: guide)
+    }
 }
 
 /// No camera configured: every check is inconclusive, so no application is created when the
@@ -301,9 +308,14 @@ public final class CheckoutRunner: Sendable {
             }
         case .runLiveness:
             let id = c.id
-            let result = liveness.check(checkout: c) { text in
+            let result = liveness.check(checkout: c, guide: { text in
                 bus.publish("liveness_guidance", ["checkout_id": id, "text": text])
                 display(text)
+            }, isStopping: { [self] in shouldStop })
+            // Stopped mid-check (SIGTERM, a power-off by the operator): the shopper did not fail
+            // the check; the checkout is closed as abandoned, not as a failed face check.
+            if shouldStop, result.decision != .pass {
+                return try step(&c, .abandoned(reason: "the agent stopped during the liveness check", at: Self.now()))
             }
             return try step(&c, .livenessCompleted(result, at: Self.now()))
         case .enqueue(let application):

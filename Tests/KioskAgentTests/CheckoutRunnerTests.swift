@@ -31,7 +31,7 @@ import Testing
 
     /// Plays `payments` payments of `scenario` through a runner and waits until each is final.
     static func run(_ scenario: TerminalScenario, payments: Int, liveness: any LivenessStep,
-                    requireLiveness: Bool = true, untilEvent: String? = nil,
+                    requireLiveness: Bool = true, untilEvent: String? = nil, until: (@Sendable () -> Bool)? = nil,
                     limits: OutboxLimits = OutboxLimits(minFreeDiskBytes: 0), offerWait: Duration = .seconds(10),
                     prepare: (Outbox) throws -> Void = { _ in }) async throws -> Run {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID().uuidString)")
@@ -65,6 +65,7 @@ import Testing
         // Bounded wait for every payment to reach a final state (not a timing assertion: the
         // bound only keeps a broken runner from hanging the suite).
         func done() -> Bool {
+            if let until { return until() }
             if let untilEvent { return seen.kinds.withLock { $0.contains(untilEvent) } }
             return runner.outcomes.values.reduce(0, +) >= payments
         }
@@ -151,6 +152,29 @@ import Testing
             guide("Please blink")
             return LivenessResult(decision: .fail, score: 0.1, checks: [.init(name: "micro_motion", value: 0, threshold: 0.15, passed: false)])
         }
+    }
+
+    /// A check still running when the agent stops (the shopper in front of the camera).
+    final class StoppedLiveness: LivenessStep {
+        let started = Synchronization.Atomic<Bool>(false)
+        func check(checkout: Checkout, guide: (String) -> Void) -> LivenessResult {
+            LivenessResult(decision: .pass, score: 1, checks: [])
+        }
+        func check(checkout: Checkout, guide: (String) -> Void, isStopping: () -> Bool) -> LivenessResult {
+            started.store(true, ordering: .relaxed)
+            while !isStopping() { usleep(5_000) }
+            return LivenessResult(decision: .inconclusive, score: 0, checks: [.init(name: "frames", value: 3, threshold: 8, passed: false)])
+        }
+    }
+
+    @Test func aStopDuringTheLivenessCheckAbandonsTheCheckoutInsteadOfFailingIt() async throws {
+        let step = StoppedLiveness()
+        let r = try await Self.run(.payConfirm, payments: 1, liveness: step, until: { step.started.load(ordering: .relaxed) })
+        defer { try? FileManager.default.removeItem(at: r.dir) }
+        let sawTheCheck = step.started.load(ordering: .relaxed)
+        #expect(sawTheCheck)
+        #expect(r.outcomes == ["abandoned": 1])
+        #expect(try r.outbox.stats().pending == 0)
     }
 
     @Test func aFailedLivenessCheckCreatesNoApplication() async throws {
