@@ -68,8 +68,10 @@ if [ "${CHAOS_DEVICES_LIVENESS:-stream}" = camera ]; then
 fi
 
 schedule=()
+modes=(t c b)
 for _ in $(seq "$CYCLES"); do
-    mode=$(echo t c b | cut -d' ' -f$((1 + RANDOM % 3)))
+    # (no $RANDOM inside a command substitution: a subshell reseeds it)
+    mode=${modes[$((RANDOM % 3))]}
     schedule+=("$mode:$((10 + RANDOM % 51)):$((10 + RANDOM % 41)):$((10 + RANDOM % 21))")
 done
 say "seed $SEED, schedule (mode:wait:terminal-out:camera-out, tenths of s): ${schedule[*]}"
