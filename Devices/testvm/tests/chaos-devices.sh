@@ -214,21 +214,36 @@ vivid_loop_setup() {
     VM_VIVID_CAP=$_cap
     return $_rc
 }
-cam_plug() { # CYCLE: the camera is back when modprobe returns (its nodes exist)
+cam_plug() { # CYCLE
     if lsmod | grep -q '^vivid '; then
         vm_note "cycle $1: vivid still loaded (held), skipping the re-plug"
         return 1
     fi
     _t0=$(wall_cs)
+    # The plug: the moment vivid's capture node appears (modprobe takes seconds under TCG and
+    # the agent may open the camera before it returns; the node's ctime moves when udev sets
+    # its group), seen by a 50 ms poll.
+    rm -f "$W/cap-appeared"
+    (
+        while :; do
+            for _d in /sys/class/video4linux/video*; do
+                [ -e "$_d/name" ] && read -r _n <"$_d/name" && case "$_n" in
+                *vid-cap) [ -e "/dev/${_d##*/}" ] && { wall_cs >"$W/cap-appeared"; exit 0; } ;;
+                esac
+            done
+            $VM_BB usleep 50000
+        done
+    ) &
+    _watch=$!
     # shellcheck disable=SC2086
-    modprobe vivid $VIVID_OPTS || { vm_note "cycle $1: modprobe vivid failed"; failed=1; return 1; }
+    modprobe vivid $VIVID_OPTS || { kill "$_watch"; vm_note "cycle $1: modprobe vivid failed"; failed=1; return 1; }
     C_PLUG=$(now)
-    # The plug: the capture node's creation (modprobe itself takes seconds under TCG, and the
-    # agent may open the camera before it returns).
-    C_PLUG_WALL=$_t0
-    for _d in /sys/class/video4linux/video*; do
-        case "$(cat "$_d/name")" in *vid-cap) C_PLUG_WALL=$(stat -c %.2Z "/dev/${_d##*/}" | tr -d .) ;; esac
-    done
+    _n=0
+    while [ ! -s "$W/cap-appeared" ] && [ $_n -lt 50 ]; do $VM_BB usleep 100000; _n=$((_n + 1)); done
+    kill "$_watch" 2>/dev/null
+    wait "$_watch" 2>/dev/null
+    C_PLUG_WALL=$(cat "$W/cap-appeared" 2>/dev/null)
+    [ -n "$C_PLUG_WALL" ] || { C_PLUG_WALL=$_t0; vm_note "cycle $1: capture node not seen; recovery from modprobe's start"; }
     vm_log "cycle $1: vivid loaded (modprobe $(secs $(($(wall_cs) - _t0))) s, capture node after $(secs $((C_PLUG_WALL - _t0))) s)"
     if [ "$SHOP" != - ]; then
         vivid_loop_setup >"$W/vivid-load.log" 2>&1 || vm_note "cycle $1: vivid loop set-up incomplete ($(tail -n 1 "$W/vivid-load.log"))"
