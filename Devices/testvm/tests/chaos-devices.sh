@@ -246,7 +246,13 @@ cam_plug() { # CYCLE
     [ -n "$C_PLUG_WALL" ] || { C_PLUG_WALL=$_t0; vm_note "cycle $1: capture node not seen; recovery from modprobe's start"; }
     vm_log "cycle $1: vivid loaded (modprobe $(secs $(($(wall_cs) - _t0))) s, capture node after $(secs $((C_PLUG_WALL - _t0))) s)"
     if [ "$SHOP" != - ]; then
-        vivid_loop_setup >"$W/vivid-load.log" 2>&1 || vm_note "cycle $1: vivid loop set-up incomplete ($(tail -n 1 "$W/vivid-load.log"))"
+        # The node was hidden during the set-up: the camera is there from its end on (when the
+        # set-up failed, the agent had opened the node before it was hidden: keep its arrival).
+        if vivid_loop_setup >"$W/vivid-load.log" 2>&1; then
+            C_PLUG_WALL=$(wall_cs)
+        else
+            vm_note "cycle $1: vivid loop set-up incomplete, the agent opened the node first ($(tail -n 1 "$W/vivid-load.log"))"
+        fi
         feeder_start
     fi
 }
