@@ -2,9 +2,10 @@
 # Devices/chaos/chaos.sh [--short]: the whole-kiosk reliability campaign; prints its table.
 #
 #   make chaos        20 power cuts in the test VM, ≥ 1,000 network faults on loopback, the
-#                     state disk filling up in the VM, bad configs / a corrupt DB / a damaged row,
-#                     a 30-minute soak of continuous checkouts on loopback (RSS, fds, DB and WAL
-#                     sizes tracked; CHAOS_SOAK_MINUTES changes its length)
+#                     state disk filling up in the VM, the terminal and the camera unplugged and
+#                     re-plugged in the VM during checkouts (CHAOS_DEVICE_CYCLES, default 10),
+#                     bad configs / a corrupt DB / a damaged row, a 30-minute soak of continuous
+#                     checkouts on loopback (RSS, fds, DB and WAL sizes tracked; CHAOS_SOAK_MINUTES)
 #   make test         runs --short: 3 power cuts and the bad-input cases (central's faults are
 #                     covered in the unit tests' ReliabilityTests; this campaign's network run
 #                     adds the proxy's connection-level faults and the RSS/fd checks)
@@ -42,6 +43,7 @@ else
     run_scenario powercut "$HERE/powercut.sh" "${CHAOS_POWERCUTS:-20}"
     run_scenario network "$HERE/network.sh" "${CHAOS_PAYMENTS:-1800}" 1000
     run_scenario fulldisk "$HERE/fulldisk.sh"
+    run_scenario devices "$HERE/devices.sh" "${CHAOS_DEVICE_CYCLES:-10}"
     run_scenario badinput "$HERE/badinput.sh"
     run_scenario soak "$HERE/soak.sh" "${CHAOS_SOAK_MINUTES:-30}"
 fi
@@ -54,7 +56,7 @@ fi
         echo "| $2 | $3 | $4 | $5 | $6 | $7 | $8 | $9 | ${10} |"
     done
 } | tee .cache/chaos/table.md
-echo "runs: power cuts (powercut), faults injected (network), fills (fulldisk), cases (badinput), minutes (soak); recovery: agent answering after a boot (powercut), longest retry delay (network), offers back after the space returned (fulldisk)"
+echo "runs: power cuts (powercut), faults injected (network), fills (fulldisk), unplug cycles of terminal and camera (devices), cases (badinput), minutes (soak); recovery: agent answering after a boot (powercut), longest retry delay (network), offers back after the space returned (fulldisk), re-plug -> the agent has the device again (devices)"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "chaos: FAILED: ${failed[*]}" >&2
     exit 1
