@@ -80,13 +80,16 @@ struct RetentionService: Service {
         try? await cancelWhenGracefulShutdown { try await loop() }
     }
 
+    /// One purge: synced applications and final checkouts older than `cutoff` (counts of each).
+    static func purge(_ outbox: Outbox, olderThan cutoff: Date) -> Result<(applications: Int, checkouts: Int), any Error> {
+        Result { (try outbox.purgeSynced(olderThan: cutoff), try outbox.purgeCheckouts(olderThan: cutoff)) }
+    }
+
     func loop() async throws {
         while !Task.isCancelled {
             let outbox = self.outbox
             let cutoff = Date().addingTimeInterval(-retention)
-            let purged = await executor.run {
-                Result { (try outbox.purgeSynced(olderThan: cutoff), try outbox.purgeCheckouts(olderThan: cutoff)) }
-            }
+            let purged = await executor.run { Self.purge(outbox, olderThan: cutoff) }
             switch purged {
             case let .success((applications, checkouts)) where applications + checkouts > 0:
                 logger.info("purged synced applications and final checkouts",

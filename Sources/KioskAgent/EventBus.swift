@@ -28,7 +28,7 @@ public final class EventBus: Sendable {
     public func publish(_ kind: String, _ fields: [String: Any]) {
         var object = fields
         object["event"] = kind
-        object["at"] = ISO8601DateFormatter.withFractions.string(from: Date())
+        object["at"] = Date().formatted(Self.timestampStyle)
         let subscribers = state.withLock { s -> [AsyncStream<Data>.Continuation] in
             s.sequence += 1
             object["seq"] = s.sequence
@@ -70,11 +70,7 @@ public final class EventBus: Sendable {
     }
 }
 
-extension ISO8601DateFormatter {
-    /// ISO 8601 with milliseconds (a new formatter each call: the type is not `Sendable`).
-    static var withFractions: ISO8601DateFormatter {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f
-    }
+extension EventBus {
+    /// ISO 8601 UTC with milliseconds (a value type: no formatter object, no ICU, per event).
+    static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 }

@@ -261,11 +261,14 @@ public final class SyncEngine: Sendable {
         }
     }
 
+    /// `sent_at`: RFC 3339 UTC (a value type; `ISO8601DateFormatter()` built an ICU formatter per batch).
+    static let sentAtStyle = Date.ISO8601FormatStyle(timeZone: .gmt)
+
     /// The JSON body of `POST /v1/applications/batch` for these rows (the OpenAPI contract's BatchRequest).
     static func requestBody(deviceID: String, batch: [OutboxRecord], now: Date) throws -> Data {
         let request = BatchRequest(
             deviceID: deviceID,
-            sentAt: ISO8601DateFormatter().string(from: now),
+            sentAt: now.formatted(Self.sentAtStyle),
             items: batch.map {
                 BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
                           payload: String(decoding: $0.payload, as: UTF8.self))
