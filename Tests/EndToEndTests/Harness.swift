@@ -66,6 +66,24 @@ enum Harness {
         }
     }
 
+    /// Starts an in-process kiosk-central with enrolment (the dev PKI's CA issues device
+    /// certificates); returns it with its mTLS and enrolment ports.
+    static func startEnrollingCentral(pki: URL, databasePath: String, requireSealed: Bool = false,
+                                      captureDirectory: String? = nil) async throws -> (CentralServer, port: Int, enrolPort: Int) {
+        let server = try CentralServer(
+            configuration: CentralConfiguration(
+                certificatePath: pki.appendingPathComponent("server.pem").path,
+                privateKeyPath: pki.appendingPathComponent("server.key").path,
+                caPath: pki.appendingPathComponent("ca.pem").path, databasePath: databasePath,
+                enrolment: EnrolmentConfiguration(
+                    caCertificatePath: pki.appendingPathComponent("ca.pem").path,
+                    caKeyPath: pki.appendingPathComponent("ca.key").path),
+                requireSealed: requireSealed, captureDirectory: captureDirectory))
+        let port = try await server.start()
+        guard let enrolPort = server.enrolmentPort else { throw HarnessError("central has no enrolment listener") }
+        return (server, port, enrolPort)
+    }
+
     /// Starts an in-process kiosk-central on 127.0.0.1 with an ephemeral port.
     static func startCentral(pki: URL, dir: URL, faults: FaultConfiguration = .none) async throws -> (CentralServer, Int) {
         let config = CentralConfiguration(

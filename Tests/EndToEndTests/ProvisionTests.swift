@@ -53,17 +53,8 @@ import Testing
         let dir = try Harness.tempDir("provision")
         let pki = try Harness.makePKI(in: dir)
         let db = dir.appendingPathComponent("central.sqlite").path
-        let server = try CentralServer(
-            configuration: CentralConfiguration(
-                certificatePath: pki.appendingPathComponent("server.pem").path,
-                privateKeyPath: pki.appendingPathComponent("server.key").path,
-                caPath: pki.appendingPathComponent("ca.pem").path, databasePath: db,
-                enrolment: EnrolmentConfiguration(
-                    caCertificatePath: pki.appendingPathComponent("ca.pem").path,
-                    caKeyPath: pki.appendingPathComponent("ca.key").path)))
-        let port = try await server.start()
+        let (server, port, enrolPort) = try await Harness.startEnrollingCentral(pki: pki, databasePath: db)
         defer { Task { await server.stop() } }
-        let enrolPort = try #require(server.enrolmentPort)
 
         // The operator makes a token with the real command line.
         let (ts, tout, terr) = try await Self.run(Self.central, ["token", "create", "--db", db, "--merchant-id", "merchant-e2e", "--site", "mall-1", "--ttl", "1h", "--json"])

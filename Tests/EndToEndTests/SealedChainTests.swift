@@ -87,18 +87,9 @@ import Testing
         let pki = try Harness.makePKI(in: dir)
         let db = dir.appendingPathComponent("central.sqlite").path
         let capture = dir.appendingPathComponent("wire")
-        let server = try CentralServer(
-            configuration: CentralConfiguration(
-                certificatePath: pki.appendingPathComponent("server.pem").path,
-                privateKeyPath: pki.appendingPathComponent("server.key").path,
-                caPath: pki.appendingPathComponent("ca.pem").path, databasePath: db,
-                enrolment: EnrolmentConfiguration(
-                    caCertificatePath: pki.appendingPathComponent("ca.pem").path,
-                    caKeyPath: pki.appendingPathComponent("ca.key").path),
-                requireSealed: true, captureDirectory: capture.path))
-        let port = try await server.start()
+        let (server, port, enrolPort) = try await Harness.startEnrollingCentral(
+            pki: pki, databasePath: db, requireSealed: true, captureDirectory: capture.path)
         defer { Task { await server.stop() } }
-        let enrolPort = try #require(server.enrolmentPort)
 
         // 1. A one-time token; a fresh kiosk (image config, empty state dir) is provisioned with it.
         let (ts, tout, terr) = try await ProvisionTests.run(

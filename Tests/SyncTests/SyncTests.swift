@@ -66,11 +66,12 @@ import Testing
         return Env(dir: dir, pki: pki, central: server, port: port)
     }
 
-    static func engine(_ env: Env, cert: String?, key: String?, ca: String? = nil, outbox: Outbox) -> SyncEngine {
+    static func engine(_ env: Env, cert: String?, key: String?, ca: String? = nil, outbox: Outbox, batchSize: Int? = nil) -> SyncEngine {
         var c = SyncConfiguration(
             centralURL: "https://localhost:\(env.port)", deviceID: "kiosk-sync-0001",
             http: HTTPClientConfiguration(caFile: ca ?? env.path("ca.pem"), certFile: cert.map(env.path), keyFile: key.map(env.path)))
         c.backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(5))
+        if let batchSize { c.batchSize = batchSize }
         return SyncEngine(outbox: outbox, configuration: c)
     }
 
@@ -131,13 +132,7 @@ import Testing
         let env = try await Self.makeEnv(faults: faults)
         let outbox = try Outbox(path: env.dir.appendingPathComponent("outbox.sqlite").path, limits: OutboxLimits(minFreeDiskBytes: 0))
         let ids = try Self.fill(outbox, 95)
-        var c = SyncConfiguration(
-            centralURL: "https://localhost:\(env.port)", deviceID: "kiosk-sync-0001",
-            http: HTTPClientConfiguration(caFile: env.path("ca.pem"), certFile: env.path("devices/kiosk-sync-0001.pem"),
-                                          keyFile: env.path("devices/kiosk-sync-0001.key")))
-        c.batchSize = 10
-        c.backoff = Backoff(base: .milliseconds(1), cap: .milliseconds(5))
-        let engine = SyncEngine(outbox: outbox, configuration: c)
+        let engine = Self.engine(env, cert: "devices/kiosk-sync-0001.pem", key: "devices/kiosk-sync-0001.key", outbox: outbox, batchSize: 10)
         var failures = 0
         for _ in 0..<200 {
             let outcome = await Self.sync(engine, ignoreBackoff: true)
