@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Devices/chaos/powercut.sh [CUTS]: power cuts in the test VM during continuous checkouts.
 #
-# kiosk-central runs on the host; the VM runs the terminal emulator (USB gadget on dummy_hcd),
+# kiosk-central runs on the host; the VM runs the terminal emulator (USB gadget on dummy_hcd), the
+# camera (vivid, streaming to the agent through every cut; liveness not required for the offer),
 # kiosk-agent (libusb, state on a virtual ext4 disk kept across boots) syncing to the host's
 # central. CUTS times (default 3), at a random moment 2-10 s after the agent came up, qemu is
 # SIGKILLed (Devices/testvm/tests/chaos-powercut.sh prints the marker; run.sh --kill-on). Then a
