@@ -181,6 +181,8 @@ public final class CameraLivenessStep: LivenessStep {
         var last: LivenessGuidance?
         var seen = slot.frameCount
         var frames = 0
+        var repeated = 0
+        var previous: [UInt8]?
         bus.publish("liveness", ["checkout_id": checkout.id, "state": "started", "challenge": session.challenge.rawValue])
         while elapsed() < timeLimit, !isStopping() {
             guard let (frame, n) = slot.next(after: seen, timeout: 1) else {
@@ -189,6 +191,14 @@ public final class CameraLivenessStep: LivenessStep {
             }
             seen = n
             let luma = frame.luma()
+            // A frame repeated byte for byte (a loopback source, or a driver converting the frame
+            // rate by repeating its input) carries no new information: a real sensor never
+            // repeats one exactly. Analysed, repeats read as a face that does not move.
+            if luma.pixels == previous {
+                repeated += 1
+                continue
+            }
+            previous = luma.pixels
             guard let image = GrayImage(width: luma.width, height: luma.height, pixels: luma.pixels) else { continue }
             frames += 1
             let g = session.process(image, timestamp: elapsed())
@@ -208,7 +218,7 @@ public final class CameraLivenessStep: LivenessStep {
         }
         logger.info("liveness decided", metadata: [
             "checkout": "\(checkout.id)", "decision": "\(result.decision.rawValue)", "score": "\(result.score)",
-            "challenge": "\(session.challenge.rawValue)", "frames": "\(frames)",
+            "challenge": "\(session.challenge.rawValue)", "frames": "\(frames)", "repeated_frames_skipped": "\(repeated)",
             "seconds": "\(String(format: "%.1f", elapsed()))",
         ])
         bus.publish("liveness", ["checkout_id": checkout.id, "state": "decided", "decision": result.decision.rawValue, "score": result.score,
