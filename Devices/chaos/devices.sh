@@ -33,18 +33,9 @@ T0=$SECONDS
 "$REPO/Devices/testvm/setup.sh" >/dev/null || { say "testvm set-up failed"; exit 1; }
 mkdir -p .cache/chaos
 WORK=$(mktemp -d "$REPO/.cache/chaos/devices.XXXXXX")
-# A snapshot of the binaries: a long campaign must not pick up a rebuild halfway.
-mkdir -p "$WORK/bin"
-if [ -n "${CHAOS_BIN:-}" ]; then
-    SRC=$CHAOS_BIN
-else
-    swift build >.cache/chaos/devices-build.log 2>&1 || { tail -n 30 .cache/chaos/devices-build.log; say "build failed"; exit 1; }
-    SRC=.build/debug
-fi
-cp -a "$SRC"/{kiosk-agent,kioskctl,kiosk-central,terminal-emulator} "$SRC"/*.resources "$WORK/bin/" ||
-    { say "cannot snapshot the binaries from $SRC"; exit 1; }
-cp -a "$SRC"/libGRDB-dynamic.so "$WORK/bin/" 2>/dev/null
-BIN=$WORK/bin
+# shellcheck source=Devices/chaos/lib.sh
+. "$HERE/lib.sh"
+chaos_binaries devices "$WORK/bin" terminal-emulator || exit 1
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-vm-0001 >/dev/null || exit 1
 
 # The camera: liveness.mode = camera on vivid's HDMI capture in both modes (streaming all the
@@ -77,13 +68,8 @@ done
 say "seed $SEED, schedule (mode:wait:terminal-out:camera-out, tenths of s): ${schedule[*]}"
 say "liveness: $LIVENESS"
 
-"$BIN/kiosk-central" serve --listen 127.0.0.1:0 --port-file "$WORK/central.port" --cert "$WORK/pki/server.pem" \
-    --key "$WORK/pki/server.key" --ca "$WORK/pki/ca.pem" --db "$WORK/central.sqlite" 2>"$WORK/central.log" &
-CENTRAL=$!
+chaos_central devices "$WORK" || exit 1
 trap 'kill $CENTRAL 2>/dev/null' EXIT
-for _ in $(seq 100); do [ -s "$WORK/central.port" ] && break; sleep 0.1; done
-PORT=$(cat "$WORK/central.port" 2>/dev/null)
-[ -n "$PORT" ] || { cat "$WORK/central.log"; say "kiosk-central did not start"; exit 1; }
 
 failed=0
 mkdir -p "$WORK/vm"
@@ -110,49 +96,25 @@ grep -a '^CHAOS-\(RECOVERY\|FD\|FINAL\)' "$WORK/console" | sed 's/^/  /' >&2
 kill -TERM $CENTRAL 2>/dev/null
 wait $CENTRAL 2>/dev/null
 
-python3 - "$WORK" "$CYCLES" "$((SECONDS - T0))" "$LIVENESS" <<'PY'
-import json, sqlite3, sys
-work, cycles, wall, liveness = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-acks = [l.strip() for l in open(work + "/acks") if l.strip()]
+python3 - "$HERE" "$WORK" "$CYCLES" "$((SECONDS - T0))" "$LIVENESS" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from ledger import Ledger
+work, cycles, wall, liveness = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rec = {"terminal": [], "camera": []}
 for line in open(work + "/console", errors="replace"):
     p = line.split()
     if len(p) == 4 and p[0] == "CHAOS-RECOVERY" and p[1] in rec:
         rec[p[1]].append(float(p[3]))
-db = sqlite3.connect(work + "/central.sqlite")
-rows = db.execute("SELECT id, payload FROM applications").fetchall()
-central = [r[0] for r in rows]
-refs = {}
-for _id, payload in rows:
-    p = json.loads(payload)
-    ref = (p.get("payment") or {}).get("transaction_ref") or _id
-    refs[ref] = refs.get(ref, 0) + 1
-try:
-    outbox = [l.strip() for l in open(work + "/vm/final-outbox") if l.strip()]
-except OSError:
-    outbox = None
-lost = sorted(set(acks) - set(central))
-dup_ids = len(central) - len(set(central))
-dup_payments = sum(n - 1 for n in refs.values() if n > 1)
-recovery = max(rec["terminal"] + rec["camera"] + [0.0])
-ok = True
-def check(name, cond, detail=""):
-    global ok
-    print("devices: %-4s %s %s" % ("PASS" if cond else "FAIL", name, detail), file=sys.stderr)
-    ok = ok and cond
-check("acknowledged-at-central", not lost, "%d acknowledged, %d missing %s" % (len(set(acks)), len(lost), lost[:3]))
-check("central-no-duplicate-ids", dup_ids == 0)
-check("one-application-per-payment", dup_payments == 0, "%d payments twice" % dup_payments)
-check("central-equals-final-outbox", outbox is not None and sorted(outbox) == sorted(central),
-      "outbox %s, central %d" % (None if outbox is None else len(outbox), len(central)))
-check("acks-seen", len(acks) > 0, "(applications accepted while the devices came and went)")
+ledger = Ledger("devices", work, work + "/vm/final-outbox")
+ledger.check_exactly_once("(applications accepted while the devices came and went)")
 for dev in ("terminal", "camera"):
     r = rec[dev]
-    check("%s-replugs-measured" % dev, len(r) == cycles,
-          "%d of %d re-plugs seen again; recovery max %.1f s, mean %.1f s" % (len(r), cycles, max(r + [0]), sum(r) / max(1, len(r))))
+    ledger.check("%s-replugs-measured" % dev, len(r) == cycles,
+                 "%d of %d re-plugs seen again; recovery max %.1f s, mean %.1f s" % (len(r), cycles, max(r + [0]), sum(r) / max(1, len(r))))
 print("devices: wall time %s s; liveness: %s" % (wall, liveness), file=sys.stderr)
-print("CHAOS-ROW devices %d %d %d %d %d %.1f" % (cycles, len(set(acks)), len(central), len(lost), dup_ids + dup_payments, recovery))
-sys.exit(0 if ok else 1)
+print(ledger.row("devices", cycles, max(rec["terminal"] + rec["camera"] + [0.0])))
+sys.exit(0 if ledger.ok else 1)
 PY
 [ $? = 0 ] || failed=1
 rm -rf "$WORK/bin"

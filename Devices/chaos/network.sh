@@ -34,13 +34,9 @@ chaos_binaries network "$WORK/bin" || exit 1
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-net-0001 >/dev/null || exit 1
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null' EXIT
-wait_file() { for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 
-"$BIN/kiosk-central" serve --listen 127.0.0.1:0 --port-file "$WORK/central.port" --cert "$WORK/pki/server.pem" \
-    --key "$WORK/pki/server.key" --ca "$WORK/pki/ca.pem" --db "$WORK/central.sqlite" \
-    --fault-rate 0.35 --fault-seed "${CHAOS_SEED:-$$}" --slow-ms 200 2>"$WORK/central.log" &
-pids+=($!)
-wait_file "$WORK/central.port" || { cat "$WORK/central.log"; say "kiosk-central did not start"; exit 1; }
+chaos_central network "$WORK" --fault-rate 0.35 --fault-seed "${CHAOS_SEED:-$$}" --slow-ms 200 || exit 1
+pids+=($CENTRAL)
 python3 "$HERE/faultproxy.py" --listen-port-file "$WORK/proxy.port" --upstream "$(cat "$WORK/central.port")" \
     --rate 0.5 --seed "${CHAOS_SEED:-$$}" --stats "$WORK/proxy.json" 2>"$WORK/proxy.log" &
 pids+=($!)

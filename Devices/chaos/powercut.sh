@@ -25,22 +25,13 @@ say() { echo "powercut: $*" >&2; }
 
 "$REPO/Devices/testvm/setup.sh" >/dev/null || { say "testvm set-up failed"; exit 1; }
 mkdir -p .cache/chaos
-swift build >.cache/chaos/powercut-build.log 2>&1 || { tail -n 30 .cache/chaos/powercut-build.log; say "build failed"; exit 1; }
 WORK=$(mktemp -d "$REPO/.cache/chaos/powercut.XXXXXX")
-# A snapshot of the binaries: a long campaign must not pick up a rebuild halfway.
-mkdir -p "$WORK/bin"
-cp -a .build/debug/{kiosk-agent,kioskctl,kiosk-central,terminal-emulator} .build/debug/*.resources "$WORK/bin/" ||
-    { say "cannot snapshot the binaries"; exit 1; }
-BIN=$WORK/bin
+# shellcheck source=Devices/chaos/lib.sh
+. "$HERE/lib.sh"
+chaos_binaries powercut "$WORK/bin" terminal-emulator || exit 1
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" kiosk-vm-0001 >/dev/null || exit 1
-
-"$BIN/kiosk-central" serve --listen 127.0.0.1:0 --port-file "$WORK/central.port" --cert "$WORK/pki/server.pem" \
-    --key "$WORK/pki/server.key" --ca "$WORK/pki/ca.pem" --db "$WORK/central.sqlite" 2>"$WORK/central.log" &
-CENTRAL=$!
+chaos_central powercut "$WORK" || exit 1
 trap 'kill $CENTRAL 2>/dev/null' EXIT
-for _ in $(seq 100); do [ -s "$WORK/central.port" ] && break; sleep 0.1; done
-PORT=$(cat "$WORK/central.port" 2>/dev/null)
-[ -n "$PORT" ] || { cat "$WORK/central.log"; say "kiosk-central did not start"; exit 1; }
 
 failed=0
 max_recovery=0
@@ -87,38 +78,15 @@ grep -a '^\(PASS\|FAIL\|INFO\)' "$WORK/final/results" 2>/dev/null | sed 's/^/  /
 kill -TERM $CENTRAL 2>/dev/null
 wait $CENTRAL 2>/dev/null
 
-python3 - "$WORK" "$CUTS" "$max_recovery" <<'PY'
-import json, sqlite3, sys
-work, cuts, recovery = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-acks = [l.strip() for l in open(work + "/acks") if l.strip()]
-db = sqlite3.connect(work + "/central.sqlite")
-rows = db.execute("SELECT id, payload FROM applications").fetchall()
-central = [r[0] for r in rows]
-refs = {}
-for _id, payload in rows:
-    p = json.loads(payload)
-    ref = (p.get("payment") or {}).get("transaction_ref") or _id
-    refs[ref] = refs.get(ref, 0) + 1
-try:
-    outbox = [l.strip() for l in open(work + "/final/final-outbox") if l.strip()]
-except OSError:
-    outbox = None
-lost = sorted(set(acks) - set(central))
-dup_ids = len(central) - len(set(central))
-dup_payments = sum(n - 1 for n in refs.values() if n > 1)
-ok = True
-def check(name, cond, detail=""):
-    global ok
-    print("powercut: %-4s %s %s" % ("PASS" if cond else "FAIL", name, detail), file=sys.stderr)
-    ok = ok and cond
-check("acknowledged-at-central", not lost, "%d acknowledged, %d missing %s" % (len(set(acks)), len(lost), lost[:3]))
-check("central-no-duplicate-ids", dup_ids == 0)
-check("one-application-per-payment", dup_payments == 0, "%d payments twice" % dup_payments)
-check("central-equals-final-outbox", outbox is not None and sorted(outbox) == sorted(central),
-      "outbox %s, central %d" % (None if outbox is None else len(outbox), len(central)))
-check("acks-seen", len(acks) > 0, "(the cuts hit while checkouts ran)")
-print("CHAOS-ROW powercut %d %d %d %d %d %.1f" % (cuts, len(set(acks)), len(central), len(lost), dup_ids + dup_payments, recovery))
-sys.exit(0 if ok else 1)
+python3 - "$HERE" "$WORK" "$CUTS" "$max_recovery" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from ledger import Ledger
+work, cuts, recovery = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+ledger = Ledger("powercut", work, work + "/final/final-outbox")
+ledger.check_exactly_once("(the cuts hit while checkouts ran)")
+print(ledger.row("powercut", cuts, recovery))
+sys.exit(0 if ledger.ok else 1)
 PY
 [ $? = 0 ] || failed=1
 rm -rf "$WORK/bin" "$WORK/state.img"

@@ -46,14 +46,9 @@ chaos_binaries soak "$WORK/bin" || exit 1
 "$REPO/Provisioning/dev-pki.sh" "$WORK/pki" "$DEVICE" >/dev/null || { say "dev PKI failed"; exit 1; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
-wait_file() { for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 
-"$BIN/kiosk-central" serve --listen 127.0.0.1:0 --port-file "$WORK/central.port" --cert "$WORK/pki/server.pem" \
-    --key "$WORK/pki/server.key" --ca "$WORK/pki/ca.pem" --db "$WORK/central.sqlite" 2>"$WORK/central.log" &
-CENTRAL=$!
+chaos_central soak "$WORK" || exit 1
 pids+=($CENTRAL)
-wait_file "$WORK/central.port" || { cat "$WORK/central.log"; say "kiosk-central did not start"; exit 1; }
-PORT=$(cat "$WORK/central.port")
 
 LIVENESS_MODE=camera
 if "$REPO/Provisioning/fetch-faces.sh" >"$WORK/faces.log" 2>&1 && [ -f .cache/faces/astronaut.pgm ] &&

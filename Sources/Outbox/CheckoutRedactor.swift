@@ -59,14 +59,16 @@ public struct CheckoutRedactor: Sendable, Equatable {
         for i in salt.indices { salt[i] = UInt8.random(in: 0...255, using: &generator) }
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw RedactionSaltError(description: "cannot create \(temporary): \(String(cString: strerror(errno))) (errno \(errno))") }
+        guard fd >= 0 else { throw RedactionSaltError(description: "cannot create \(temporary): \(FileSupport.errnoDescription())") }
         let written = salt.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
         guard written == salt.count, synced, rename(temporary, path) == 0 else {
+            let why = FileSupport.errnoDescription()
             unlink(temporary)
-            throw RedactionSaltError(description: "cannot write the redaction salt \(path): \(String(cString: strerror(errno))) (errno \(errno))")
+            throw RedactionSaltError(description: "cannot write the redaction salt \(path): \(why)")
         }
+        FileSupport.fsyncDirectory(containing: path)
         return CheckoutRedactor(salt: salt)
     }
 }

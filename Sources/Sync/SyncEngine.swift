@@ -116,11 +116,10 @@ public final class SyncEngine: Sendable {
     public func syncOnce(now: Date = Date(), ignoreBackoff: Bool = false) -> SyncOutcome {
         let limit = state.withLock { $0.batchLimit }
         let due = ignoreBackoff ? Date.distantFuture : now
-        var batch = readAhead.withLock { held in
-            defer { held = nil }
-            return held
-        }
-        if batch == nil {
+        let batch: PreparedBatch
+        if let held = takeReadAhead() {
+            batch = held
+        } else {
             let records: [OutboxRecord]
             do {
                 records = try outbox.nextBatch(limit: limit, maxBytes: configuration.batchMaxBytes, now: due)
@@ -135,7 +134,6 @@ public final class SyncEngine: Sendable {
                 return fail(ids: records.map(\.id), error: "cannot encode the batch: \(error)", retryAfter: nil, now: now)
             }
         }
-        guard let batch, !batch.records.isEmpty else { return .idle }
         state.withLock { $0.status.lastAttemptAt = now }
         let ids = batch.records.map(\.id)
         // A full batch suggests a backlog: read and encode the next one while this one is posted.
@@ -199,12 +197,17 @@ public final class SyncEngine: Sendable {
         }
     }
 
-    /// Hands back the read-ahead batch, if any (the service stops, or the network went away).
-    public func releaseReadAhead() {
-        release(readAhead.withLock { held in
+    /// Takes the read-ahead batch, if any, leaving none.
+    private func takeReadAhead() -> PreparedBatch? {
+        readAhead.withLock { held in
             defer { held = nil }
             return held
-        })
+        }
+    }
+
+    /// Hands back the read-ahead batch, if any (the service stops, or the network went away).
+    public func releaseReadAhead() {
+        release(takeReadAhead())
     }
 
     private func fail(ids: [String], error: String, retryAfter: Duration?, now: Date) -> SyncOutcome {
