@@ -129,10 +129,11 @@ public enum PCIGuard {
 
     /// Maximal runs of digits, where a single space or dash continues a run only where cards
     /// are printed with one: after a group of 4 digits (4-4-4-4…) or the Amex 4-6-5 grouping.
-    /// UUID-shaped tokens (8-4-4-4-12 hex: application and boot ids) are skipped whole.
+    /// UUID-shaped tokens (8-4-4-4-12 hex: application and boot ids) and hex words of 16 or
+    /// more characters with a letter in them (key ids, hashes) are skipped whole.
     static func digitRuns(in s: String) -> [DigitRun] {
         let b = Array(s.utf8)
-        let skip = uuidRanges(in: b)
+        let skip = identifierRanges(in: b)
         var runs: [DigitRun] = []
         var i = 0
         var next = 0  // the first UUID range not yet passed (ranges are ascending): linear in the input
@@ -164,6 +165,37 @@ public enum PCIGuard {
             i = end
         }
         return runs
+    }
+
+    /// Byte ranges of identifiers, ascending: UUIDs and hex words (see ``hexWordRanges(in:)``).
+    static func identifierRanges(in b: [UInt8]) -> [Range<Int>] {
+        let uuids = uuidRanges(in: b)
+        let words = hexWordRanges(in: b).filter { w in !uuids.contains { $0.overlaps(w) } }
+        return (uuids + words).sorted { $0.lowerBound < $1.lowerBound }
+    }
+
+    /// Byte ranges of hash- and key-id-shaped words: at least 16 lowercase hex characters, at
+    /// least one of them a letter, not touching another letter, digit or underscore (uppercase
+    /// stays out: track 1 starts `B` + PAN). A key id such as
+    /// `4cb4161930046617` holds digit runs that pass Luhn by chance (about one key in a
+    /// thousand); a card number is printed without hex letters around it.
+    static func hexWordRanges(in b: [UInt8]) -> [Range<Int>] {
+        func isWordByte(_ c: UInt8) -> Bool { isHex(c) || (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c == 95 }
+        var ranges: [Range<Int>] = []
+        var i = 0
+        while i < b.count {
+            guard isWordByte(b[i]) else { i += 1; continue }
+            let start = i
+            var allHex = true
+            var letter = false
+            while i < b.count, isWordByte(b[i]) {
+                if isDigit(b[i]) {
+                } else if b[i] >= 97 && b[i] <= 102 { letter = true } else { allHex = false }
+                i += 1
+            }
+            if allHex, letter, i - start >= 16 { ranges.append(start..<i) }
+        }
+        return ranges
     }
 
     /// Byte ranges of UUID-shaped tokens (8-4-4-4-12 hex digits, not part of a longer hex word).

@@ -103,6 +103,23 @@ import Testing
         #expect(PCIGuard.containsFullPAN("01a209c5-2150-7123-8124-95f46ddde131 4111111111111111"))
     }
 
+    @Test func keyIdsAndHashesNeverTripTheGuard() throws {
+        // Regression: a device key id (16 hex characters) holding a Luhn-valid digit run made
+        // the guard refuse every authorization that key signed (seen in CI: "4cb416193…6617").
+        #expect(!PCIGuard.containsFullPAN("c4111111111111111"))
+        #expect(!PCIGuard.containsFullPAN(#"{"key_id":"4111111111111111ab"}"#))
+        var rng = SystemRandomNumberGenerator()
+        let hex = Array("0123456789abcdef")
+        for _ in 0..<20_000 {
+            var id = String((0..<16).map { _ in hex[Int.random(in: 0..<16, using: &rng)] })
+            if id.allSatisfy(\.isNumber) { id.removeLast(); id.append("a") }
+            #expect(!PCIGuard.containsFullPAN(id), "\(id)")
+        }
+        // A PAN printed as a number, or glued to a non-hex word, is still found.
+        #expect(PCIGuard.containsFullPAN("key 4cb4161930046617 pan 4111111111111111"))
+        #expect(PCIGuard.containsFullPAN("pan=4111111111111111"))
+    }
+
     @Test func cardGroupingsAreRecognisedOtherGroupingsAreNot() {
         #expect(PCIGuard.containsFullPAN("3782 822463 10005"))  // Amex 4-6-5
         #expect(PCIGuard.containsFullPAN("tok4111111111111111"))  // glued to letters
