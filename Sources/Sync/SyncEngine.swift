@@ -128,11 +128,7 @@ public final class SyncEngine: Sendable {
                 return fail(ids: [], error: "outbox: \(error)", retryAfter: nil, now: now)
             }
             guard !records.isEmpty else { return .idle }
-            do {
-                batch = try PreparedBatch(records, deviceID: configuration.deviceID, now: now)
-            } catch {
-                return fail(ids: records.map(\.id), error: "cannot encode the batch: \(error)", retryAfter: nil, now: now)
-            }
+            batch = PreparedBatch(records, deviceID: configuration.deviceID, now: now)
         }
         state.withLock { $0.status.lastAttemptAt = now }
         let ids = batch.records.map(\.id)
@@ -140,7 +136,7 @@ public final class SyncEngine: Sendable {
         let next = batch.records.count >= limit ? ReadAhead.start { [outbox, configuration] in
             let records = try outbox.nextBatch(limit: limit, maxBytes: configuration.batchMaxBytes, now: due,
                                                following: batch.records[batch.records.count - 1].sequence)
-            return records.isEmpty ? nil : try PreparedBatch(records, deviceID: configuration.deviceID, now: now)
+            return records.isEmpty ? nil : PreparedBatch(records, deviceID: configuration.deviceID, now: now)
         } : nil
         do {
             let response: BatchResponse
@@ -268,18 +264,15 @@ public final class SyncEngine: Sendable {
     static let sentAtStyle = Date.ISO8601FormatStyle(timeZone: .gmt)
 
     /// The JSON body of `POST /v1/applications/batch` for these rows (the OpenAPI contract's BatchRequest).
-    static func requestBody(deviceID: String, batch: [OutboxRecord], now: Date) throws -> Data {
-        let request = BatchRequest(
+    static func requestBody(deviceID: String, batch: [OutboxRecord], now: Date) -> Data {
+        BatchRequest(
             deviceID: deviceID,
             sentAt: now.formatted(Self.sentAtStyle),
             items: batch.map {
                 BatchItem(id: $0.id, sequence: $0.sequence, payloadSHA256: $0.payloadSHA256,
                           payload: String(decoding: $0.payload, as: UTF8.self))
             }
-        )
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return try encoder.encode(request)
+        ).jsonData()
     }
 
     private func apply(_ response: BatchResponse, to batch: [OutboxRecord], now: Date) throws {
@@ -317,9 +310,9 @@ struct PreparedBatch: Sendable {
     /// `POST /v1/applications/batch` body for them.
     var body: Data
 
-    init(_ records: [OutboxRecord], deviceID: String, now: Date) throws {
+    init(_ records: [OutboxRecord], deviceID: String, now: Date) {
         self.records = records
-        self.body = try SyncEngine.requestBody(deviceID: deviceID, batch: records, now: now)
+        self.body = SyncEngine.requestBody(deviceID: deviceID, batch: records, now: now)
     }
 }
 

@@ -44,7 +44,7 @@ import Testing
         let record = OutboxRecord(sequence: 7, id: "0190aaaa-0000-7000-8000-000000000009", payload: payload,
                                   payloadSHA256: sha256Hex(payload), state: .inFlight, attempts: 0, nextAttemptAt: Date(),
                                   lastError: nil, createdAt: Date(), syncedAt: nil, rejectReason: nil)
-        let body = try SyncEngine.requestBody(deviceID: "kiosk-1", batch: [record], now: Date(timeIntervalSince1970: 1_763_900_000))
+        let body = SyncEngine.requestBody(deviceID: "kiosk-1", batch: [record], now: Date(timeIntervalSince1970: 1_763_900_000))
         let obj = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
         let request = Self.schema("BatchRequest")
         #expect(!request.required.isEmpty)
