@@ -18,7 +18,9 @@ ENQUEUE_N=${BENCH_ENQUEUE_N:-2000}
 DRAIN_N=${BENCH_DRAIN_N:-100000}
 rm -rf "$OUT"; mkdir -p "$OUT"
 Provisioning/dev-pki.sh "$OUT/pki" kiosk-bench-0001 >/dev/null
-echo "== kiosk-agent bench ($(nproc) cores, $(uname -m), disk of $(df --output=source "$OUT" | tail -1))"
+DISK=$(df --output=source "$OUT" | tail -1)
+RA=$(cat "/sys/class/block/$(basename "$DISK")/queue/read_ahead_kb" 2>/dev/null || echo '?')
+echo "== kiosk-agent bench ($(nproc) cores, $(uname -m), disk of $DISK, its read_ahead_kb $RA)"
 "$BIN/kiosk-bench" enqueue --dir "$OUT/enqueue" --count "$ENQUEUE_N" --json "$OUT/results.json"
 "$BIN/kiosk-bench" drain --bin "$BIN" --dir "$OUT/drain" --pki "$OUT/pki" --count "$DRAIN_N" --json "$OUT/results.json"
 Provisioning/fetch-faces.sh && "$BIN/kiosk-bench" liveness --json "$OUT/results.json"
