@@ -50,6 +50,28 @@ struct USBSimulatedTerminalTests {
         }
     }
 
+    /// Regression (clean-clone make test): a payment whose send failed (the cable pulled, here its
+    /// ACKs lost) was counted as played and never paid again; the next session now pays it again.
+    @Test func aPaymentWhoseSendFailedIsPaidAgainInTheNextSession() throws {
+        let logger = Logger(label: "test.sim-resend")
+        let terminal = try SimulatedTerminal(scenario: .payConfirm, options: TerminalScenarioOptions(payments: 1, paymentInterval: .milliseconds(300)),
+                                             logger: logger)
+        defer { terminal.stop() }
+        let link = TerminalLink(transport: terminal.hostTransport, configuration: LinkConfiguration(), logger: logger)
+        defer { link.close() }
+        _ = try link.request(.ping, timeout: .seconds(3))  // contact: the terminal pays 300 ms later
+        // Every ACK for the payment's frame is lost: its send fails after the retransmissions.
+        terminal.hostTransport.dropNextControls(LinkConfiguration().maxRetransmissions + 1)
+        for _ in 0..<20 where !terminal.transcript.contains(where: { $0.hasPrefix("sent PAYMENT_RESULT") }) {
+            _ = try? link.receive(timeout: .milliseconds(500))
+        }
+        let transcript = terminal.transcript
+        #expect(transcript.contains { $0.hasPrefix("payment 1: PAYMENT_RESULT not delivered") }, "\(transcript.suffix(8))")
+        #expect(transcript.filter { $0.hasPrefix("sent PAYMENT_RESULT") }.count == 1, "\(transcript.suffix(8))")
+        #expect(terminal.player.paymentsSent == 1)
+        #expect(terminal.sessionRestarts >= 1)
+    }
+
     /// Regression (chaos campaign): payment 1012's ref once held 14 digits passing Luhn, the PCI
     /// guard refused the emulated terminal's own message and the run stalled.
     @Test func emulatedTransactionRefsNeverLookLikeAPAN() {
