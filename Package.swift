@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "KioskAgent",
             dependencies: [
-                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "Camera", "Liveness", "CKioskShims", "ShopperScreen",
+                "KioskCore", "Outbox", "Sync", "PaymentTerminal", "Camera", "Liveness", "CKioskShims", "ShopperScreen", "KioskSys",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -179,6 +179,7 @@ let package = Package(
         .testTarget(name: "SyncTests", dependencies: ["Sync", "Outbox", "KioskCore", "KioskCentral"]),
         .testTarget(name: "KioskAgentTests", dependencies: ["KioskAgent"]),
         .testTarget(name: "CameraTests", dependencies: ["Camera"]),
+        .testTarget(name: "KioskSysTests", dependencies: ["KioskSys"]),
         .testTarget(name: "PaymentTerminalTests", dependencies: ["PaymentTerminal", "KioskSys", "KioskCore"]),
         .testTarget(
             name: "KioskCentralTests",

@@ -2,6 +2,7 @@ import Camera
 import Foundation
 import Liveness
 import KioskCore
+import KioskSys
 import Logging
 import Outbox
 import PaymentTerminal
@@ -445,6 +446,8 @@ public final class AgentDaemon: Sendable {
                                          notifier.ready(status: "outbox open, \(depth) pending")
                                          heartbeat.markReady()
                                          logger.notice("ready", metadata: ["pending": "\(depth)"])
+                                         // The services are up: give back what only their start touched.
+                                         Self.releaseStartupPages(logger: logger, after: "services started")
                                      },
                                      handler: { [self] line in await self.handle(line) })
         services.append(.init(service: control))
@@ -468,6 +471,10 @@ public final class AgentDaemon: Sendable {
         var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(20)
         groupConfig.maximumCancellationDuration = .seconds(5)
+        // Config read, outbox migrated and recovered, devices enumerated: give back the pages of the
+        // binary and its libraries that only this start-up touched (the loader's relocations,
+        // parsing, migrations); what the services run is mapped again as they run it.
+        Self.releaseStartupPages(logger: logger, after: "initialisation")
         let group = ServiceGroup(configuration: groupConfig)
         defer {
             terminal?.stop()
@@ -476,6 +483,17 @@ public final class AgentDaemon: Sendable {
         try await group.run()
         try? outbox.checkpoint()
         logger.notice("stopped")
+    }
+
+    /// Drops the clean pages start-up mapped (``StartupPages``) and logs how much; never fails the daemon.
+    static func releaseStartupPages(logger: Logger, after phase: String) {
+        do {
+            let released = try StartupPages.release()
+            logger.info("released start-up pages", metadata: [
+                "after": "\(phase)", "mappings": "\(released.mappings)", "kib": "\(released.residentBytes / 1024)"])
+        } catch {
+            logger.notice("start-up pages not released", metadata: ["after": "\(phase)", "error": "\(error)"])
+        }
     }
 
     /// Enqueues an application durably (fsync'd) and wakes the sync loop; returns its sequence.
