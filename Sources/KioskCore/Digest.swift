@@ -9,17 +9,20 @@ public func sha256Hex<D: DataProtocol>(_ data: D) -> String {
 /// Lowercase hex of a digest's bytes, written as ASCII in one allocation (a `Character` at a time
 /// cost more than the hash itself on the sync path, which checks every payload it sends).
 func hexString<S: Sequence>(_ sequence: S) -> String where S.Element == UInt8 {
-    let digits: StaticString = "0123456789abcdef"
     let bytes = Array(sequence)
     return String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
         var i = 0
-        digits.withUTF8Buffer { hex in
-            for b in bytes {
-                buffer[i] = hex[Int(b >> 4)]
-                buffer[i + 1] = hex[Int(b & 0x0f)]
-                i += 2
-            }
+        for b in bytes {
+            buffer[i] = hexDigit(b >> 4)
+            buffer[i + 1] = hexDigit(b & 0x0f)
+            i += 2
         }
         return i
     }
+}
+
+/// The lowercase ASCII hex digit of a nibble (0...15), shared by digests and JSON `\u00XX` escapes.
+@inline(__always)
+func hexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
 }
