@@ -788,8 +788,8 @@ public final class Outbox: Sendable {
                 throw DatabaseError(resultCode: .SQLITE_ERROR, message: "cannot enable WAL (journal_mode is \(mode ?? "nil"))")
             }
             try db.execute(sql: "PRAGMA synchronous = FULL")
-            // SQLite's default page cache is 2 MiB per connection, most of the agent's heap during a
-            // drain. The outbox appends at the end of its tables and reads them in order: the pages it
+            // SQLite's default page cache is 2 MiB per connection, the largest single block of the
+            // agent's anonymous memory during a drain. The outbox appends at the end of its tables and reads them in order: the pages it
             // revisits (the B-trees' inner pages, the pending index) fit in 512 KiB; the kernel's page
             // cache holds the rest.
             try db.execute(sql: "PRAGMA cache_size = -512")
