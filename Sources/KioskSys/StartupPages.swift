@@ -28,15 +28,6 @@ public enum StartupPages {
         /// Bytes of private (anonymous, copied-on-write) pages.
         public var anonymousBytes: Int
 
-        /// Creates a mapping description.
-        public init(start: UInt, end: UInt, permissions: String, residentBytes: Int, anonymousBytes: Int) {
-            self.start = start
-            self.end = end
-            self.permissions = permissions
-            self.residentBytes = residentBytes
-            self.anonymousBytes = anonymousBytes
-        }
-
         /// Whether dropping the mapping's pages loses nothing: private, read-only, no private page.
         public var isClean: Bool {
             permissions.count == 4 && !permissions.contains("w") && permissions.hasSuffix("p") && anonymousBytes == 0
@@ -53,7 +44,12 @@ public enum StartupPages {
 
     /// The mappings of `path` listed in an smaps text (`/proc/PID/smaps`).
     public static func mappings(ofFile path: String, smaps: String) -> [Mapping] {
-        mappings(smaps: smaps) { $0 == path || $0 == path + " (deleted)" }
+        mappings(smaps: smaps) { isFile(path, mappedAs: $0) }
+    }
+
+    /// Whether smaps' path column names `path` (also once the file was replaced on disk).
+    static func isFile(_ path: String, mappedAs mapped: String) -> Bool {
+        mapped == path || mapped == path + " (deleted)"
     }
 
     /// Whether a mapped path is a shared library (`libfoo.so`, `libfoo.so.1.2`).
@@ -98,7 +94,7 @@ public enum StartupPages {
         let executable = try readLink("/proc/self/exe")
         let smaps = try readFile("/proc/self/smaps")
         var released = Release(mappings: 0, residentBytes: 0)
-        let ours = mappings(smaps: smaps) { $0 == executable || $0 == executable + " (deleted)" || isSharedObject($0) }
+        let ours = mappings(smaps: smaps) { isFile(executable, mappedAs: $0) || isSharedObject($0) }
         for mapping in ours where mapping.isClean && mapping.residentBytes > 0 {
             let start = UnsafeMutableRawPointer(bitPattern: mapping.start)
             try systemCall("madvise MADV_DONTNEED") { madvise(start, Int(mapping.end - mapping.start), MADV_DONTNEED) }
